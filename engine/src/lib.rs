@@ -1,0 +1,24 @@
+//! civ-engine: every decision civ makes, with no kernel and no Windows types.
+//!
+//! The kernel driver (civ.sys) and the user-mode tool (civctl) both call this
+//! crate; neither decides on its own whether a pool type is executable or an
+//! image is HVCI-ready. The crate is `no_std`, never allocates and never
+//! panics on input, so the same code runs inside a hook in the kernel and in
+//! the host's unit tests.
+//!
+//! - [`code`]: Driver Verifier's code-integrity codes and its seven counters.
+//! - [`check`]: the predicates for 0x2000–0x2002 and the bug check they imply.
+//! - [`catalog`]: the hooked kernel APIs, as data.
+//! - [`pe`]: a bounds-checked PE reader for file and mapped layouts.
+//! - [`image`]: the image checks 0x2003–0x2005 and unsupported relocations.
+//! - [`names`]: human names of pool types, flags, protections and priorities.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod check;
+pub mod code;
+pub mod image;
+pub mod names;
+pub mod pe;
