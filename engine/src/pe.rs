@@ -322,11 +322,11 @@ fn read_u64(data: &[u8], at: usize) -> Option<u64> {
 impl<'a> PeImage<'a> {
     /// Reads the headers and section table and validates the section layout.
     pub fn parse(data: &'a [u8], layout: Layout) -> Result<Self, PeError> {
-        if data.len() < 64 {
-            return Err(PeError::Truncated("DOS header"));
-        }
         if data.get(..2) != Some(b"MZ".as_slice()) {
             return Err(PeError::NotMz);
+        }
+        if data.len() < 64 {
+            return Err(PeError::Truncated("DOS header"));
         }
         let nt_offset = read_u32(data, 0x3C).ok_or(PeError::Truncated("DOS header"))?;
         let nt = usize::try_from(nt_offset).map_err(|_| PeError::BadHeaderOffset(nt_offset))?;
@@ -340,6 +340,10 @@ impl<'a> PeImage<'a> {
             return Err(PeError::NotPe);
         }
         let magic = read_u16(data, nt + 24).ok_or(PeError::Truncated("optional header"))?;
+        let optional_size = read_u16(data, nt + 20).ok_or(PeError::Truncated("file header"))?;
+        if data.len() - nt < 24 + usize::from(optional_size) {
+            return Err(PeError::Truncated("optional header"));
+        }
         let h = match magic {
             pe::IMAGE_NT_OPTIONAL_HDR32_MAGIC => {
                 if data.len() - nt < core::mem::size_of::<pe::ImageNtHeaders32>() {

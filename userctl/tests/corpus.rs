@@ -1,0 +1,98 @@
+//! civctl scan over the real third-party drivers of shared/corpus: every
+//! column of expected.tsv (what pefile, LIEF and llvm-readobj agree on) is
+//! what civctl reports.
+
+mod common;
+use common::{codes, corpus_dir, scan_json, shared_dir};
+use serde_json::Value;
+
+struct Row {
+    path: String,
+    sha256: String,
+    machine: String,
+    section_alignment: u64,
+    wx_sections: Vec<String>,
+    iat_section: Option<String>,
+    codes: Vec<String>,
+    hooked: Vec<String>,
+}
+
+fn list(field: &str) -> Vec<String> {
+    if field == "-" { Vec::new() } else { field.split(',').map(str::to_string).collect() }
+}
+
+fn expected() -> Vec<Row> {
+    let tsv = shared_dir().join("corpus/expected.tsv");
+    let text = std::fs::read_to_string(&tsv).unwrap_or_else(|e| panic!("cannot read {}: {e}", tsv.display()));
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().map(|h| h.split('\t').collect::<Vec<_>>()),
+        Some(vec!["path", "sha256", "machine", "section_alignment", "wx_sections", "iat_section", "expected_image_codes", "hooked_imports"]),
+        "expected.tsv's columns changed"
+    );
+    lines
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            assert_eq!(c.len(), 8, "bad row {l}");
+            Row {
+                path: c[0].into(),
+                sha256: c[1].into(),
+                machine: c[2].into(),
+                section_alignment: u64::from_str_radix(c[3].trim_start_matches("0x"), 16).expect("hex"),
+                wx_sections: list(c[4]),
+                iat_section: (c[5] != "None").then(|| c[5].to_string()),
+                codes: list(c[6]),
+                hooked: list(c[7]),
+            }
+        })
+        .collect()
+}
+
+fn find<'a>(files: &'a [Value], rel: &str) -> &'a Value {
+    files
+        .iter()
+        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(rel)))
+        .unwrap_or_else(|| panic!("{rel} not in the scan"))
+}
+
+#[test]
+fn corpus_findings_equal_expected_tsv() {
+    let corpus = corpus_dir();
+    let rows = expected();
+    assert!(rows.len() >= 6);
+    let (code, v) = scan_json(&[&corpus], &["--all-pe"]);
+    assert_eq!(code, 1, "the corpus has findings, so the exit status is 1");
+    let files = v["files"].as_array().expect("files");
+    assert_eq!(files.len(), rows.len(), "one report per corpus file");
+    for row in &rows {
+        let f = find(files, &row.path);
+        let p = &row.path;
+        assert_eq!(f.get("error"), None, "{p}");
+        assert_eq!(f["sha256"], row.sha256, "{p}");
+        assert_eq!(f["machine"], row.machine, "{p}");
+        assert_eq!(f["section_alignment"], row.section_alignment, "{p}");
+        let mut wx: Vec<String> = f["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["code"] == "0x2003")
+            .map(|x| x["section"].as_str().unwrap().to_string())
+            .collect();
+        wx.sort();
+        assert_eq!(wx, row.wx_sections, "{p}: W+X sections");
+        assert_eq!(f["iat_section"].as_str().map(str::to_string), row.iat_section, "{p}: IAT section");
+        assert_eq!(codes(f), row.codes, "{p}: codes");
+        let hooked: Vec<String> =
+            f["hooked_imports"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+        assert_eq!(hooked, row.hooked, "{p}: hooked imports");
+    }
+}
+
+#[test]
+fn corpus_folder_without_all_pe_skips_the_efi_image() {
+    let (_, v) = scan_json(&[&corpus_dir()], &[]);
+    let files = v["files"].as_array().unwrap();
+    assert!(files.iter().all(|f| f["path"].as_str().unwrap().ends_with(".sys")));
+    assert_eq!(files.len(), expected().iter().filter(|r| r.path.ends_with(".sys")).count());
+}
