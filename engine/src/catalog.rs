@@ -34,13 +34,22 @@ pub struct Arg {
 
 impl Arg {
     const fn u32(index: u8) -> Arg {
-        Arg { index, width: Width::U32 }
+        Arg {
+            index,
+            width: Width::U32,
+        }
     }
     const fn u64(index: u8) -> Arg {
-        Arg { index, width: Width::U64 }
+        Arg {
+            index,
+            width: Width::U64,
+        }
     }
     const fn u8(index: u8) -> Arg {
-        Arg { index, width: Width::U8 }
+        Arg {
+            index,
+            width: Width::U8,
+        }
     }
 
     /// The argument's value out of the raw 64-bit argument slots, masked to
@@ -145,11 +154,10 @@ impl Hook {
                 check::check_npaged_lookaside_flags(u32_of(flags), u32_of(tag), caller)
             }
             Rule::Protection { protect } => check::check_page_protection(u32_of(protect), caller),
-            Rule::MdlMapping { access_mode, priority } => check::check_mdl_mapping(
-                access_mode.read(args) as u8,
-                u32_of(priority),
-                caller,
-            ),
+            Rule::MdlMapping {
+                access_mode,
+                priority,
+            } => check::check_mdl_mapping(access_mode.read(args) as u8, u32_of(priority), caller),
             Rule::MdlMappingLegacy { access_mode } => {
                 check::check_mdl_mapping_legacy(access_mode.read(args) as u8, caller)
             }
@@ -159,25 +167,124 @@ impl Hook {
 }
 
 const fn row(name: &'static str, arity: u8, rule: Rule) -> Hook {
-    Hook { module: NTOSKRNL, name, arity, rule }
+    Hook {
+        module: NTOSKRNL,
+        name,
+        arity,
+        rule,
+    }
 }
 
 /// The catalog (DESIGN.md's first set).
 pub static CATALOG: &[Hook] = &[
-    row("ExAllocatePool", 2, Rule::PoolType { pool_type: Arg::u32(0), tag: None }),
-    row("ExAllocatePoolWithTag", 3, Rule::PoolType { pool_type: Arg::u32(0), tag: Some(Arg::u32(2)) }),
-    row("ExAllocatePoolWithQuota", 2, Rule::PoolType { pool_type: Arg::u32(0), tag: None }),
-    row("ExAllocatePoolWithQuotaTag", 3, Rule::PoolType { pool_type: Arg::u32(0), tag: Some(Arg::u32(2)) }),
-    row("ExAllocatePoolWithTagPriority", 4, Rule::PoolType { pool_type: Arg::u32(0), tag: Some(Arg::u32(2)) }),
-    row("ExAllocatePool2", 3, Rule::PoolFlags { flags: Arg::u64(0), tag: Arg::u32(2) }),
-    row("ExAllocatePool3", 5, Rule::PoolFlags { flags: Arg::u64(0), tag: Arg::u32(2) }),
-    row("ExInitializeNPagedLookasideList", 7, Rule::NPagedLookasideFlags { flags: Arg::u32(3), tag: Arg::u32(5) }),
-    row("ExInitializeLookasideListEx", 8, Rule::PoolType { pool_type: Arg::u32(3), tag: Some(Arg::u32(6)) }),
-    row("MmMapIoSpaceEx", 3, Rule::Protection { protect: Arg::u32(2) }),
-    row("MmAllocateContiguousNodeMemory", 6, Rule::Protection { protect: Arg::u32(4) }),
-    row("MmProtectMdlSystemAddress", 2, Rule::Protection { protect: Arg::u32(1) }),
-    row("MmMapLockedPagesSpecifyCache", 6, Rule::MdlMapping { access_mode: Arg::u8(1), priority: Arg::u32(5) }),
-    row("MmMapLockedPages", 2, Rule::MdlMappingLegacy { access_mode: Arg::u8(1) }),
+    row(
+        "ExAllocatePool",
+        2,
+        Rule::PoolType {
+            pool_type: Arg::u32(0),
+            tag: None,
+        },
+    ),
+    row(
+        "ExAllocatePoolWithTag",
+        3,
+        Rule::PoolType {
+            pool_type: Arg::u32(0),
+            tag: Some(Arg::u32(2)),
+        },
+    ),
+    row(
+        "ExAllocatePoolWithQuota",
+        2,
+        Rule::PoolType {
+            pool_type: Arg::u32(0),
+            tag: None,
+        },
+    ),
+    row(
+        "ExAllocatePoolWithQuotaTag",
+        3,
+        Rule::PoolType {
+            pool_type: Arg::u32(0),
+            tag: Some(Arg::u32(2)),
+        },
+    ),
+    row(
+        "ExAllocatePoolWithTagPriority",
+        4,
+        Rule::PoolType {
+            pool_type: Arg::u32(0),
+            tag: Some(Arg::u32(2)),
+        },
+    ),
+    row(
+        "ExAllocatePool2",
+        3,
+        Rule::PoolFlags {
+            flags: Arg::u64(0),
+            tag: Arg::u32(2),
+        },
+    ),
+    row(
+        "ExAllocatePool3",
+        5,
+        Rule::PoolFlags {
+            flags: Arg::u64(0),
+            tag: Arg::u32(2),
+        },
+    ),
+    row(
+        "ExInitializeNPagedLookasideList",
+        7,
+        Rule::NPagedLookasideFlags {
+            flags: Arg::u32(3),
+            tag: Arg::u32(5),
+        },
+    ),
+    row(
+        "ExInitializeLookasideListEx",
+        8,
+        Rule::PoolType {
+            pool_type: Arg::u32(3),
+            tag: Some(Arg::u32(6)),
+        },
+    ),
+    row(
+        "MmMapIoSpaceEx",
+        3,
+        Rule::Protection {
+            protect: Arg::u32(2),
+        },
+    ),
+    row(
+        "MmAllocateContiguousNodeMemory",
+        6,
+        Rule::Protection {
+            protect: Arg::u32(4),
+        },
+    ),
+    row(
+        "MmProtectMdlSystemAddress",
+        2,
+        Rule::Protection {
+            protect: Arg::u32(1),
+        },
+    ),
+    row(
+        "MmMapLockedPagesSpecifyCache",
+        6,
+        Rule::MdlMapping {
+            access_mode: Arg::u8(1),
+            priority: Arg::u32(5),
+        },
+    ),
+    row(
+        "MmMapLockedPages",
+        2,
+        Rule::MdlMappingLegacy {
+            access_mode: Arg::u8(1),
+        },
+    ),
     row("MmGetSystemRoutineAddress", 1, Rule::RoutineLookup),
 ];
 
@@ -211,24 +318,147 @@ mod tests {
 
     /// For each row: the arguments of an executable call, what arg3/arg4 of
     /// the bug check must be, and the arguments of the NX twin.
-    fn cases() -> std::vec::Vec<(&'static str, [u64; 8], u64, u64, [u64; 8])> {
+    /// (API, executable call's arguments, arg3, arg4, NX call's arguments).
+    type Case = (&'static str, [u64; 8], u64, u64, [u64; 8]);
+
+    fn cases() -> std::vec::Vec<Case> {
         use pool_type::*;
         let nx = u64::from(NON_PAGED_POOL_NX);
         std::vec![
-            ("ExAllocatePool", [HIGH, 64, 0, 0, 0, 0, 0, 0], 0, 0, [nx, 64, 0, 0, 0, 0, 0, 0]),
-            ("ExAllocatePoolWithTag", [HIGH | 4, 64, TAG, 0, 0, 0, 0, 0], 4, TAG, [nx, 64, TAG, 0, 0, 0, 0, 0]),
-            ("ExAllocatePoolWithQuota", [2, 64, 0, 0, 0, 0, 0, 0], 2, 0, [1, 64, 0, 0, 0, 0, 0, 0]),
-            ("ExAllocatePoolWithQuotaTag", [0x8, 64, TAG, 0, 0, 0, 0, 0], 8, TAG, [0x208, 64, TAG, 0, 0, 0, 0, 0]),
-            ("ExAllocatePoolWithTagPriority", [32, 64, TAG, 16, 0, 0, 0, 0], 32, TAG, [0x220, 64, TAG, 16, 0, 0, 0, 0]),
-            ("ExAllocatePool2", [pool_flags::NON_PAGED_EXECUTE, 64, HIGH | TAG, 0, 0, 0, 0, 0], 0x80, TAG, [pool_flags::NON_PAGED, 64, TAG, 0, 0, 0, 0, 0]),
-            ("ExAllocatePool3", [0x88, 64, TAG, 0, 0, 0, 0, 0], 0x88, TAG, [0x48, 64, TAG, 0, 0, 0, 0, 0]),
-            ("ExInitializeNPagedLookasideList", [1, 0, 0, HIGH, 64, TAG, 0, 0], 0, TAG, [1, 0, 0, 0x200, 64, TAG, 0, 0]),
-            ("ExInitializeLookasideListEx", [1, 0, 0, 0, 0, 64, TAG, 0], 0, TAG, [1, 0, 0, nx, 0, 64, TAG, 0]),
-            ("MmMapIoSpaceEx", [0xFED0_0000, 4096, u64::from(page::EXECUTE_READWRITE | page::NOCACHE), 0, 0, 0, 0, 0], 0x240, 0, [0xFED0_0000, 4096, u64::from(page::READWRITE | page::NOCACHE), 0, 0, 0, 0, 0]),
-            ("MmAllocateContiguousNodeMemory", [4096, 0, !0, 0, u64::from(page::EXECUTE_READ), 0, 0, 0], 0x20, 0, [4096, 0, !0, 0, u64::from(page::READWRITE), 0, 0, 0]),
-            ("MmProtectMdlSystemAddress", [0x1000, HIGH | u64::from(page::EXECUTE), 0, 0, 0, 0, 0, 0], 0x10, 0, [0x1000, u64::from(page::READONLY), 0, 0, 0, 0, 0, 0]),
-            ("MmMapLockedPagesSpecifyCache", [0x1000, 0xFF00, 1, 0, 0, u64::from(mdl::NORMAL_PAGE_PRIORITY), 0, 0], 16, 0, [0x1000, 0, 1, 0, 0, u64::from(mdl::NORMAL_PAGE_PRIORITY | mdl::MDL_MAPPING_NO_EXECUTE), 0, 0]),
-            ("MmMapLockedPages", [0x1000, 0, 0, 0, 0, 0, 0, 0], 32, 0, [0x1000, 1, 0, 0, 0, 0, 0, 0]),
+            (
+                "ExAllocatePool",
+                [HIGH, 64, 0, 0, 0, 0, 0, 0],
+                0,
+                0,
+                [nx, 64, 0, 0, 0, 0, 0, 0]
+            ),
+            (
+                "ExAllocatePoolWithTag",
+                [HIGH | 4, 64, TAG, 0, 0, 0, 0, 0],
+                4,
+                TAG,
+                [nx, 64, TAG, 0, 0, 0, 0, 0]
+            ),
+            (
+                "ExAllocatePoolWithQuota",
+                [2, 64, 0, 0, 0, 0, 0, 0],
+                2,
+                0,
+                [1, 64, 0, 0, 0, 0, 0, 0]
+            ),
+            (
+                "ExAllocatePoolWithQuotaTag",
+                [0x8, 64, TAG, 0, 0, 0, 0, 0],
+                8,
+                TAG,
+                [0x208, 64, TAG, 0, 0, 0, 0, 0]
+            ),
+            (
+                "ExAllocatePoolWithTagPriority",
+                [32, 64, TAG, 16, 0, 0, 0, 0],
+                32,
+                TAG,
+                [0x220, 64, TAG, 16, 0, 0, 0, 0]
+            ),
+            (
+                "ExAllocatePool2",
+                [pool_flags::NON_PAGED_EXECUTE, 64, HIGH | TAG, 0, 0, 0, 0, 0],
+                0x80,
+                TAG,
+                [pool_flags::NON_PAGED, 64, TAG, 0, 0, 0, 0, 0]
+            ),
+            (
+                "ExAllocatePool3",
+                [0x88, 64, TAG, 0, 0, 0, 0, 0],
+                0x88,
+                TAG,
+                [0x48, 64, TAG, 0, 0, 0, 0, 0]
+            ),
+            (
+                "ExInitializeNPagedLookasideList",
+                [1, 0, 0, HIGH, 64, TAG, 0, 0],
+                0,
+                TAG,
+                [1, 0, 0, 0x200, 64, TAG, 0, 0]
+            ),
+            (
+                "ExInitializeLookasideListEx",
+                [1, 0, 0, 0, 0, 64, TAG, 0],
+                0,
+                TAG,
+                [1, 0, 0, nx, 0, 64, TAG, 0]
+            ),
+            (
+                "MmMapIoSpaceEx",
+                [
+                    0xFED0_0000,
+                    4096,
+                    u64::from(page::EXECUTE_READWRITE | page::NOCACHE),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0
+                ],
+                0x240,
+                0,
+                [
+                    0xFED0_0000,
+                    4096,
+                    u64::from(page::READWRITE | page::NOCACHE),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0
+                ]
+            ),
+            (
+                "MmAllocateContiguousNodeMemory",
+                [4096, 0, !0, 0, u64::from(page::EXECUTE_READ), 0, 0, 0],
+                0x20,
+                0,
+                [4096, 0, !0, 0, u64::from(page::READWRITE), 0, 0, 0]
+            ),
+            (
+                "MmProtectMdlSystemAddress",
+                [0x1000, HIGH | u64::from(page::EXECUTE), 0, 0, 0, 0, 0, 0],
+                0x10,
+                0,
+                [0x1000, u64::from(page::READONLY), 0, 0, 0, 0, 0, 0]
+            ),
+            (
+                "MmMapLockedPagesSpecifyCache",
+                [
+                    0x1000,
+                    0xFF00,
+                    1,
+                    0,
+                    0,
+                    u64::from(mdl::NORMAL_PAGE_PRIORITY),
+                    0,
+                    0
+                ],
+                16,
+                0,
+                [
+                    0x1000,
+                    0,
+                    1,
+                    0,
+                    0,
+                    u64::from(mdl::NORMAL_PAGE_PRIORITY | mdl::MDL_MAPPING_NO_EXECUTE),
+                    0,
+                    0
+                ]
+            ),
+            (
+                "MmMapLockedPages",
+                [0x1000, 0, 0, 0, 0, 0, 0, 0],
+                32,
+                0,
+                [0x1000, 1, 0, 0, 0, 0, 0, 0]
+            ),
         ]
     }
 
@@ -242,8 +472,18 @@ mod tests {
                 .unwrap_or_else(|| panic!("no case for {}", h.name));
             let v = h.check(&bad[..usize::from(h.arity)], CALLER).expect(h.name);
             assert_eq!(v.code, h.code().unwrap(), "{}", h.name);
-            assert_eq!(v.bugcheck_args(), [u64::from(v.code.value()), CALLER, *arg3, *arg4], "{}", h.name);
-            assert_eq!(h.check(&good[..usize::from(h.arity)], CALLER), None, "{}", h.name);
+            assert_eq!(
+                v.bugcheck_args(),
+                [u64::from(v.code.value()), CALLER, *arg3, *arg4],
+                "{}",
+                h.name
+            );
+            assert_eq!(
+                h.check(&good[..usize::from(h.arity)], CALLER),
+                None,
+                "{}",
+                h.name
+            );
         }
         assert_eq!(cases.len(), CATALOG.len() - 1);
     }
@@ -254,16 +494,25 @@ mod tests {
             assert!(h.arity >= 1 && h.arity <= 8, "{}", h.name);
             let args: &[Arg] = match h.rule {
                 Rule::PoolType { pool_type, tag } => &[pool_type, tag.unwrap_or(pool_type)],
-                Rule::PoolFlags { flags, tag } | Rule::NPagedLookasideFlags { flags, tag } => &[flags, tag],
+                Rule::PoolFlags { flags, tag } | Rule::NPagedLookasideFlags { flags, tag } => {
+                    &[flags, tag]
+                }
                 Rule::Protection { protect } => &[protect],
-                Rule::MdlMapping { access_mode, priority } => &[access_mode, priority],
+                Rule::MdlMapping {
+                    access_mode,
+                    priority,
+                } => &[access_mode, priority],
                 Rule::MdlMappingLegacy { access_mode } => &[access_mode],
                 Rule::RoutineLookup => &[],
             };
             for a in args {
                 assert!(a.index < h.arity, "{} reads past its arity", h.name);
             }
-            assert!(CATALOG[..i].iter().all(|o| o.name != h.name), "{} twice", h.name);
+            assert!(
+                CATALOG[..i].iter().all(|o| o.name != h.name),
+                "{} twice",
+                h.name
+            );
         }
     }
 

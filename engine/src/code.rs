@@ -46,7 +46,9 @@ impl Code {
 
     /// The code for a numeric Arg1, if it is a code-integrity code.
     pub fn from_value(value: u64) -> Option<Code> {
-        Code::ALL.into_iter().find(|c| u64::from(c.value()) == value)
+        Code::ALL
+            .into_iter()
+            .find(|c| u64::from(c.value()) == value)
     }
 
     /// What the code means, in a few words.

@@ -74,12 +74,17 @@ pub fn check_image<'a>(image: &PeImage<'a>, mut f: impl FnMut(Finding<'a>)) -> R
 
 /// 0x2003: every section with both IMAGE_SCN_MEM_WRITE and MEM_EXECUTE.
 pub fn check_write_execute<'a>(image: &PeImage<'a>, f: &mut impl FnMut(Finding<'a>)) {
-    for s in image.sections().filter(|s| s.is_writable() && s.is_executable()) {
+    for s in image
+        .sections()
+        .filter(|s| s.is_writable() && s.is_executable())
+    {
         f(Finding {
             counter: Counter::ExecuteWriteSection,
             section: Some(s),
             rva: s.rva(),
-            detail: Detail::WriteExecute { init: s.name() == b"INIT" },
+            detail: Detail::WriteExecute {
+                init: s.name() == b"INIT",
+            },
         });
     }
 }
@@ -112,7 +117,9 @@ pub fn check_alignment<'a>(image: &PeImage<'a>, f: &mut impl FnMut(Finding<'a>))
 /// The section that holds the IAT and the IAT's RVA: the IAT data directory
 /// when present, else the first import descriptor's FirstThunk. `None` for
 /// an image without imports.
-pub fn iat_location<'a>(image: &PeImage<'a>) -> Result<Option<(u32, Option<Section<'a>>)>, PeError> {
+pub fn iat_location<'a>(
+    image: &PeImage<'a>,
+) -> Result<Option<(u32, Option<Section<'a>>)>, PeError> {
     if let Some((rva, _)) = image.data_directory(crate::pe::DIR_IAT) {
         return Ok(Some((rva, image.section_containing(rva))));
     }
@@ -130,23 +137,28 @@ pub fn iat_location<'a>(image: &PeImage<'a>) -> Result<Option<(u32, Option<Secti
 /// section), which catches images whose IAT directory is absent or wrong.
 pub fn check_iat<'a>(image: &PeImage<'a>, f: &mut impl FnMut(Finding<'a>)) -> Result<(), PeError> {
     let mut reported: Option<usize> = None;
-    if let Some((rva, _)) = image.data_directory(crate::pe::DIR_IAT) {
-        if let Some(s) = image.section_containing(rva).filter(|s| s.is_executable()) {
-            reported = Some(s.index);
-            f(Finding {
-                counter: Counter::IatInExecutableSection,
-                section: Some(s),
-                rva,
-                detail: Detail::IatInExecutable { via_first_thunk: false },
-            });
-        }
+    if let Some((rva, _)) = image.data_directory(crate::pe::DIR_IAT)
+        && let Some(s) = image.section_containing(rva).filter(|s| s.is_executable())
+    {
+        reported = Some(s.index);
+        f(Finding {
+            counter: Counter::IatInExecutableSection,
+            section: Some(s),
+            rva,
+            detail: Detail::IatInExecutable {
+                via_first_thunk: false,
+            },
+        });
     }
     // Sections already reported, as a bit set; an image with more than 128
     // sections may see a later one reported once per descriptor.
     let bit = |i: usize| if i < 128 { 1u128 << i } else { 0 };
     let mut seen: u128 = reported.map_or(0, bit);
     image.for_each_import_module(|m| {
-        let Some(s) = image.section_containing(m.first_thunk).filter(|s| s.is_executable()) else {
+        let Some(s) = image
+            .section_containing(m.first_thunk)
+            .filter(|s| s.is_executable())
+        else {
             return;
         };
         if seen & bit(s.index) != 0 {
@@ -157,7 +169,9 @@ pub fn check_iat<'a>(image: &PeImage<'a>, f: &mut impl FnMut(Finding<'a>)) -> Re
             counter: Counter::IatInExecutableSection,
             section: Some(s),
             rva: m.first_thunk,
-            detail: Detail::IatInExecutable { via_first_thunk: true },
+            detail: Detail::IatInExecutable {
+                via_first_thunk: true,
+            },
         });
     })
 }
@@ -165,7 +179,10 @@ pub fn check_iat<'a>(image: &PeImage<'a>, f: &mut impl FnMut(Finding<'a>)) -> Re
 /// Unsupported relocs: a DIR64 fixup at page offset above 0xFF8 or a HIGHLOW
 /// above 0xFFC spans two pages, which HVCI on Windows 10 1507–1607 cannot
 /// apply. One finding with the count and the first RVA.
-pub fn check_relocations<'a>(image: &PeImage<'a>, f: &mut impl FnMut(Finding<'a>)) -> Result<(), PeError> {
+pub fn check_relocations<'a>(
+    image: &PeImage<'a>,
+    f: &mut impl FnMut(Finding<'a>),
+) -> Result<(), PeError> {
     let mut count = 0u32;
     let mut first: Option<(u32, u16)> = None;
     image.for_each_base_relocation(|rva, typ| {
@@ -197,10 +214,10 @@ pub fn for_each_hooked_import<'a>(
     mut f: impl FnMut(&'static Hook, crate::pe::Import<'a>),
 ) -> Result<(), PeError> {
     image.for_each_import(|imp| {
-        if let ImportName::Name(name) = imp.name {
-            if let Some(h) = catalog::find(imp.module, name) {
-                f(h, imp);
-            }
+        if let ImportName::Name(name) = imp.name
+            && let Some(h) = catalog::find(imp.module, name)
+        {
+            f(h, imp);
         }
     })
 }

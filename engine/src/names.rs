@@ -76,11 +76,26 @@ impl fmt::Display for PoolTypeName {
             false,
             u64::from(v & !consumed),
             &[
-                (u64::from(pool_type::POOL_QUOTA_FAIL_INSTEAD_OF_RAISE), "POOL_QUOTA_FAIL_INSTEAD_OF_RAISE"),
-                (u64::from(pool_type::POOL_RAISE_IF_ALLOCATION_FAILURE), "POOL_RAISE_IF_ALLOCATION_FAILURE"),
-                (u64::from(pool_type::POOL_COLD_ALLOCATION), "POOL_COLD_ALLOCATION"),
-                (u64::from(pool_type::POOL_NX_ALLOCATION), "POOL_NX_ALLOCATION"),
-                (u64::from(pool_type::POOL_ZERO_ALLOCATION), "POOL_ZERO_ALLOCATION"),
+                (
+                    u64::from(pool_type::POOL_QUOTA_FAIL_INSTEAD_OF_RAISE),
+                    "POOL_QUOTA_FAIL_INSTEAD_OF_RAISE",
+                ),
+                (
+                    u64::from(pool_type::POOL_RAISE_IF_ALLOCATION_FAILURE),
+                    "POOL_RAISE_IF_ALLOCATION_FAILURE",
+                ),
+                (
+                    u64::from(pool_type::POOL_COLD_ALLOCATION),
+                    "POOL_COLD_ALLOCATION",
+                ),
+                (
+                    u64::from(pool_type::POOL_NX_ALLOCATION),
+                    "POOL_NX_ALLOCATION",
+                ),
+                (
+                    u64::from(pool_type::POOL_ZERO_ALLOCATION),
+                    "POOL_ZERO_ALLOCATION",
+                ),
             ],
         )
     }
@@ -162,7 +177,10 @@ impl fmt::Display for PriorityName {
             &[
                 (u64::from(MDL_MAPPING_NO_WRITE), "MdlMappingNoWrite"),
                 (u64::from(MDL_MAPPING_NO_EXECUTE), "MdlMappingNoExecute"),
-                (u64::from(MDL_MAPPING_WITH_GUARD_PTES), "MdlMappingWithGuardPtes"),
+                (
+                    u64::from(MDL_MAPPING_WITH_GUARD_PTES),
+                    "MdlMappingWithGuardPtes",
+                ),
             ],
         )
     }
@@ -176,7 +194,11 @@ pub struct TagName(pub u32);
 impl fmt::Display for TagName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0.to_le_bytes() {
-            let c = if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' };
+            let c = if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            };
             write!(f, "{c}")?;
         }
         Ok(())
@@ -192,24 +214,48 @@ mod tests {
     fn pool_types() {
         assert_eq!(PoolTypeName(0).to_string(), "NonPagedPool");
         assert_eq!(PoolTypeName(0x200).to_string(), "NonPagedPoolNx");
-        assert_eq!(PoolTypeName(0x204).to_string(), "NonPagedPoolNxCacheAligned");
+        assert_eq!(
+            PoolTypeName(0x204).to_string(),
+            "NonPagedPoolNxCacheAligned"
+        );
         assert_eq!(PoolTypeName(0x220).to_string(), "NonPagedPoolSessionNx");
-        assert_eq!(PoolTypeName(38).to_string(), "NonPagedPoolCacheAlignedMustSSession");
+        assert_eq!(
+            PoolTypeName(38).to_string(),
+            "NonPagedPoolCacheAlignedMustSSession"
+        );
         assert_eq!(
             PoolTypeName(4 | 0x10).to_string(),
             "NonPagedPoolCacheAligned | POOL_RAISE_IF_ALLOCATION_FAILURE"
         );
-        assert_eq!(PoolTypeName(0x202).to_string(), "NonPagedPoolMustSucceed | POOL_NX_ALLOCATION");
-        assert_eq!(PoolTypeName(0x400 | 0x800).to_string(), "NonPagedPool | POOL_ZERO_ALLOCATION | 0x800");
+        assert_eq!(
+            PoolTypeName(0x202).to_string(),
+            "NonPagedPoolMustSucceed | POOL_NX_ALLOCATION"
+        );
+        assert_eq!(
+            PoolTypeName(0x400 | 0x800).to_string(),
+            "NonPagedPool | POOL_ZERO_ALLOCATION | 0x800"
+        );
     }
 
     #[test]
     fn flags_protections_priorities_tags() {
-        assert_eq!(PoolFlagsName(0x80).to_string(), "POOL_FLAG_NON_PAGED_EXECUTE");
-        assert_eq!(PoolFlagsName(0x41).to_string(), "POOL_FLAG_USE_QUOTA | POOL_FLAG_NON_PAGED");
+        assert_eq!(
+            PoolFlagsName(0x80).to_string(),
+            "POOL_FLAG_NON_PAGED_EXECUTE"
+        );
+        assert_eq!(
+            PoolFlagsName(0x41).to_string(),
+            "POOL_FLAG_USE_QUOTA | POOL_FLAG_NON_PAGED"
+        );
         assert_eq!(PoolFlagsName(0).to_string(), "0x0");
-        assert_eq!(PoolFlagsName(0x1000_0000_0000).to_string(), "0x100000000000");
-        assert_eq!(ProtectionName(0x240).to_string(), "PAGE_EXECUTE_READWRITE | PAGE_NOCACHE");
+        assert_eq!(
+            PoolFlagsName(0x1000_0000_0000).to_string(),
+            "0x100000000000"
+        );
+        assert_eq!(
+            ProtectionName(0x240).to_string(),
+            "PAGE_EXECUTE_READWRITE | PAGE_NOCACHE"
+        );
         assert_eq!(PriorityName(16).to_string(), "NormalPagePriority");
         assert_eq!(
             PriorityName(0x4000_0020).to_string(),

@@ -11,7 +11,9 @@
 use core::fmt;
 use object::LittleEndian as LE;
 use object::pe;
-use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, RelocationBlockIterator, SectionTable};
+use object::read::pe::{
+    ImageNtHeaders, ImageOptionalHeader, RelocationBlockIterator, SectionTable,
+};
 
 /// How the image bytes are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,14 +87,23 @@ impl fmt::Display for PeError {
             PeError::BadHeaderOffset(o) => write!(f, "e_lfanew {o:#x} points outside the file"),
             PeError::NotPe => f.write_str("not a PE image: no PE signature at e_lfanew"),
             PeError::BadOptionalMagic(m) => {
-                write!(f, "optional header magic {m:#x} is neither PE32 (0x10b) nor PE32+ (0x20b)")
+                write!(
+                    f,
+                    "optional header magic {m:#x} is neither PE32 (0x10b) nor PE32+ (0x20b)"
+                )
             }
             PeError::Headers(e) => write!(f, "malformed headers: {e}"),
             PeError::SectionTable { count } => {
-                write!(f, "the section table ({count} sections) runs past the end of the headers")
+                write!(
+                    f,
+                    "the section table ({count} sections) runs past the end of the headers"
+                )
             }
             PeError::RvaOverflow { section } => {
-                write!(f, "section {section}: VirtualAddress + size overflows 32 bits")
+                write!(
+                    f,
+                    "section {section}: VirtualAddress + size overflows 32 bits"
+                )
             }
             PeError::OverlappingSections { first, second } => {
                 write!(f, "section {second} overlaps or precedes section {first}")
@@ -101,9 +112,14 @@ impl fmt::Display for PeError {
                 write!(f, "section {section}: raw data lies outside the file")
             }
             PeError::ImageTooSmall { size_of_image, len } => {
-                write!(f, "mapped image is {len:#x} bytes, SizeOfImage says {size_of_image:#x}")
+                write!(
+                    f,
+                    "mapped image is {len:#x} bytes, SizeOfImage says {size_of_image:#x}"
+                )
             }
-            PeError::BadRva { what, rva } => write!(f, "{what} at RVA {rva:#x} is outside the image"),
+            PeError::BadRva { what, rva } => {
+                write!(f, "{what} at RVA {rva:#x} is outside the image")
+            }
             PeError::Relocations(e) => write!(f, "malformed base relocations: {e}"),
         }
     }
@@ -278,7 +294,10 @@ struct Headers<'a> {
     dirs: object::read::pe::DataDirectories<'a>,
 }
 
-fn parse_headers<'a, Pe: ImageNtHeaders>(data: &'a [u8], nt_offset: u32) -> Result<Headers<'a>, PeError> {
+fn parse_headers<'a, Pe: ImageNtHeaders>(
+    data: &'a [u8],
+    nt_offset: u32,
+) -> Result<Headers<'a>, PeError> {
     let mut offset = u64::from(nt_offset);
     let (nt, dirs) = Pe::parse(data, &mut offset).map_err(PeError::Headers)?;
     let fh = nt.file_header();
@@ -388,10 +407,13 @@ impl<'a> PeImage<'a> {
                 .rva()
                 .checked_add(s.extent())
                 .ok_or(PeError::RvaOverflow { section: s.index })?;
-            if let Some((first, prev_end)) = prev {
-                if s.rva() < prev_end {
-                    return Err(PeError::OverlappingSections { first, second: s.index });
-                }
+            if let Some((first, prev_end)) = prev
+                && s.rva() < prev_end
+            {
+                return Err(PeError::OverlappingSections {
+                    first,
+                    second: s.index,
+                });
             }
             prev = Some((s.index, end));
             if self.layout == Layout::File && s.raw_size() != 0 {
@@ -401,8 +423,12 @@ impl<'a> PeImage<'a> {
                 }
             }
         }
-        if self.layout == Layout::Mapped && (self.data.len() as u64) < u64::from(self.size_of_image) {
-            return Err(PeError::ImageTooSmall { size_of_image: self.size_of_image, len: self.data.len() });
+        if self.layout == Layout::Mapped && (self.data.len() as u64) < u64::from(self.size_of_image)
+        {
+            return Err(PeError::ImageTooSmall {
+                size_of_image: self.size_of_image,
+                len: self.data.len(),
+            });
         }
         Ok(())
     }
@@ -450,11 +476,14 @@ impl<'a> PeImage<'a> {
     /// The sections, in table order.
     pub fn sections(&self) -> impl Iterator<Item = Section<'a>> + 'a {
         let base = self.section_table_offset;
-        self.sections.iter().enumerate().map(move |(index, header)| Section {
-            index,
-            header_offset: base + index * pe::IMAGE_SIZEOF_SECTION_HEADER,
-            header,
-        })
+        self.sections
+            .iter()
+            .enumerate()
+            .map(move |(index, header)| Section {
+                index,
+                header_offset: base + index * pe::IMAGE_SIZEOF_SECTION_HEADER,
+                header,
+            })
     }
 
     /// The section that covers an RVA.
@@ -484,7 +513,11 @@ impl<'a> PeImage<'a> {
                 }
                 let end = s.raw_offset() as usize + s.raw_size() as usize;
                 let start = s.raw_offset() as usize + within as usize;
-                return self.data.get(start..end.min(self.data.len())).filter(|b| !b.is_empty()).ok_or(bad);
+                return self
+                    .data
+                    .get(start..end.min(self.data.len()))
+                    .filter(|b| !b.is_empty())
+                    .ok_or(bad);
             }
         };
         self.data.get(offset..).filter(|b| !b.is_empty()).ok_or(bad)
@@ -492,7 +525,9 @@ impl<'a> PeImage<'a> {
 
     /// `len` bytes at an RVA.
     pub fn bytes_at(&self, rva: u32, len: usize, what: &'static str) -> Result<&'a [u8], PeError> {
-        self.bytes_from(rva, what)?.get(..len).ok_or(PeError::BadRva { what, rva })
+        self.bytes_from(rva, what)?
+            .get(..len)
+            .ok_or(PeError::BadRva { what, rva })
     }
 
     fn u32_at(&self, rva: u32, what: &'static str) -> Result<u32, PeError> {
@@ -511,17 +546,26 @@ impl<'a> PeImage<'a> {
     fn c_string_at(&self, rva: u32, what: &'static str) -> Result<&'a [u8], PeError> {
         let bytes = self.bytes_from(rva, what)?;
         let window = bytes.get(..MAX_NAME).unwrap_or(bytes);
-        let end = window.iter().position(|&b| b == 0).ok_or(PeError::BadRva { what, rva })?;
+        let end = window
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(PeError::BadRva { what, rva })?;
         window.get(..end).ok_or(PeError::BadRva { what, rva })
     }
 
     /// Calls `f` for each import descriptor, in table order.
-    pub fn for_each_import_module(&self, mut f: impl FnMut(ImportModule<'a>)) -> Result<(), PeError> {
+    pub fn for_each_import_module(
+        &self,
+        mut f: impl FnMut(ImportModule<'a>),
+    ) -> Result<(), PeError> {
         let Some((table, _)) = self.data_directory(DIR_IMPORT) else {
             return Ok(());
         };
         for i in 0..MAX_IMPORT_MODULES as u32 {
-            let at = table.checked_add(i * 20).ok_or(PeError::BadRva { what: "import descriptor", rva: table })?;
+            let at = table.checked_add(i * 20).ok_or(PeError::BadRva {
+                what: "import descriptor",
+                rva: table,
+            })?;
             let d = self.bytes_at(at, 20, "import descriptor")?;
             let field = |o: usize| read_u32(d, o).unwrap_or(0);
             let (oft, name, ft) = (field(0), field(12), field(16));
@@ -550,7 +594,11 @@ impl<'a> PeImage<'a> {
         result
     }
 
-    fn walk_thunks(&self, m: ImportModule<'a>, f: &mut impl FnMut(Import<'a>)) -> Result<(), PeError> {
+    fn walk_thunks(
+        &self,
+        m: ImportModule<'a>,
+        f: &mut impl FnMut(Import<'a>),
+    ) -> Result<(), PeError> {
         let names_from = match (m.original_first_thunk, self.layout) {
             (0, Layout::Mapped) => return Ok(()),
             (0, Layout::File) => m.first_thunk,
@@ -559,7 +607,10 @@ impl<'a> PeImage<'a> {
         let size: u32 = if self.is_64 { 8 } else { 4 };
         let ordinal_flag: u64 = if self.is_64 { 1 << 63 } else { 1 << 31 };
         for i in 0..MAX_THUNKS as u32 {
-            let bad = PeError::BadRva { what: "import thunk", rva: names_from };
+            let bad = PeError::BadRva {
+                what: "import thunk",
+                rva: names_from,
+            };
             let thunk = self.thunk_at(names_from.checked_add(i * size).ok_or(bad)?)?;
             if thunk == 0 {
                 return Ok(());
@@ -570,10 +621,17 @@ impl<'a> PeImage<'a> {
             } else {
                 // Hint (2 bytes), then the name.
                 let hint_name = (thunk & 0x7FFF_FFFF) as u32;
-                let at = hint_name.checked_add(2).ok_or(PeError::BadRva { what: "import name", rva: hint_name })?;
+                let at = hint_name.checked_add(2).ok_or(PeError::BadRva {
+                    what: "import name",
+                    rva: hint_name,
+                })?;
                 ImportName::Name(self.c_string_at(at, "import name")?)
             };
-            f(Import { module: m.module, name, iat_rva });
+            f(Import {
+                module: m.module,
+                name,
+                iat_rva,
+            });
         }
         Ok(())
     }

@@ -114,14 +114,43 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
     let tmp = tmp_dir.join(fixture.file_name());
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let mut cmd = Command::new(rustc);
-    cmd.args(["--edition", "2024", "--target", TARGET, "--crate-type", "cdylib"])
-        .args(["-C", "panic=abort", "-C", "opt-level=1", "-C", "lto=true", "-C", "debuginfo=1"])
-        .args(["-C", "linker=rust-lld", "-C", "linker-flavor=lld-link"])
-        .args(["/SUBSYSTEM:NATIVE", "/DRIVER", "/ENTRY:DriverEntry", "/NODEFAULTLIB"].map(|a| format!("-Clink-arg={a}")))
-        .args(fixture.link_args().iter().map(|a| format!("-Clink-arg={a}")))
-        .arg(source_dir().join("rust").join(fixture.source()))
-        .arg("-o")
-        .arg(&tmp);
+    cmd.args([
+        "--edition",
+        "2024",
+        "--target",
+        TARGET,
+        "--crate-type",
+        "cdylib",
+    ])
+    .args([
+        "-C",
+        "panic=abort",
+        "-C",
+        "opt-level=1",
+        "-C",
+        "lto=true",
+        "-C",
+        "debuginfo=1",
+    ])
+    .args(["-C", "linker=rust-lld", "-C", "linker-flavor=lld-link"])
+    .args(
+        [
+            "/SUBSYSTEM:NATIVE",
+            "/DRIVER",
+            "/ENTRY:DriverEntry",
+            "/NODEFAULTLIB",
+        ]
+        .map(|a| format!("-Clink-arg={a}")),
+    )
+    .args(
+        fixture
+            .link_args()
+            .iter()
+            .map(|a| format!("-Clink-arg={a}")),
+    )
+    .arg(source_dir().join("rust").join(fixture.source()))
+    .arg("-o")
+    .arg(&tmp);
     let output = cmd.output().map_err(|e| format!("cannot run rustc: {e}"))?;
     if !output.status.success() {
         let _ = std::fs::remove_dir_all(&tmp_dir);
@@ -133,9 +162,8 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
     if fixture == Fixture::IatInTextNoDirectory {
         clear_data_directory(&tmp, 12)?;
     }
-    for ext in ["pdb"] {
-        let _ = std::fs::rename(tmp.with_extension(ext), out.with_extension(ext));
-    }
+    // The PDB goes along for the tests that symbolize addresses.
+    let _ = std::fs::rename(tmp.with_extension("pdb"), out.with_extension("pdb"));
     std::fs::rename(&tmp, &out).map_err(|e| format!("cannot move the image into place: {e}"))?;
     let _ = std::fs::remove_dir_all(&tmp_dir);
     Ok(out)
@@ -144,7 +172,11 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
 fn tempdir_in(dir: &Path) -> Result<PathBuf, String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let d = dir.join(format!(".build-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let d = dir.join(format!(
+        ".build-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     Ok(d)
 }
@@ -152,11 +184,16 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf, String> {
 /// Zeroes data directory `index` of a PE32+ image in place.
 fn clear_data_directory(path: &Path, index: usize) -> Result<(), String> {
     let mut data = std::fs::read(path).map_err(|e| e.to_string())?;
-    let at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
     let nt = at(0x3C).ok_or("no e_lfanew")?;
     // Signature (4) + file header (20) + PE32+ optional header fields up to
     // the directories (112).
     let dir = nt + 4 + 20 + 112 + index * 8;
-    data.get_mut(dir..dir + 8).ok_or("no such data directory")?.fill(0);
+    data.get_mut(dir..dir + 8)
+        .ok_or("no such data directory")?
+        .fill(0);
     std::fs::write(path, data).map_err(|e| e.to_string())
 }

@@ -66,7 +66,11 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Scan { paths, all_pe, format } => {
+        Command::Scan {
+            paths,
+            all_pe,
+            format,
+        } => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             scan::run(&paths, all_pe, format, &mut out)

@@ -64,8 +64,15 @@ impl std::fmt::Display for DecodeError {
 
 /// Parses hex as WinDbg prints it: `fffff801'23456789`, `0x2000`, `2000`.
 pub fn parse_hex(s: &str) -> Result<u64, DecodeError> {
-    let t: String = s.trim().chars().filter(|&c| c != '`' && c != '\'').collect();
-    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(&t);
+    let t: String = s
+        .trim()
+        .chars()
+        .filter(|&c| c != '`' && c != '\'')
+        .collect();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(&t);
     u64::from_str_radix(t, 16).map_err(|_| DecodeError::NotHex(s.to_string()))
 }
 
@@ -87,7 +94,9 @@ fn fix(code: Code) -> &'static str {
             "Keep code and data in separate sections: no /SECTION:name,ERW, no /MERGE of data into code; \
              relink INIT with a current toolset."
         }
-        Code::SectionAlignment => "Link with the default /ALIGN:0x1000; do not lower the section alignment.",
+        Code::SectionAlignment => {
+            "Link with the default /ALIGN:0x1000; do not lower the section alignment."
+        }
         Code::IatInExecutableSection => {
             "Do not /MERGE .rdata or .idata into .text; current linkers keep the IAT in .rdata."
         }
@@ -110,10 +119,15 @@ fn pool_meaning(arg3: u64) -> String {
         }
     }
     if check::check_pool_flags(arg3, 0, 0).is_some() {
-        readings.push(format!("POOL_FLAGS {} (ExAllocatePool2/3)", PoolFlagsName(arg3)));
+        readings.push(format!(
+            "POOL_FLAGS {} (ExAllocatePool2/3)",
+            PoolFlagsName(arg3)
+        ));
     }
     if readings.is_empty() {
-        readings.push(format!("{arg3:#x}, which no hooked API would treat as executable"));
+        readings.push(format!(
+            "{arg3:#x}, which no hooked API would treat as executable"
+        ));
     }
     readings.join("; or ")
 }
@@ -125,14 +139,26 @@ pub fn decode(args: [u64; 4]) -> Result<Decoded, DecodeError> {
     let arg = |value: u64, meaning: String| Argument { value, meaning };
     let arg1 = arg(a1, format!("{code}: {}", code.title()));
     let caller = |a2: u64| {
-        arg(a2, format!("the return address of the call in the driver: `ln {a2:x}` or `u {a2:x}-0x10` in WinDbg"))
+        arg(
+            a2,
+            format!(
+                "the return address of the call in the driver: `ln {a2:x}` or `u {a2:x}-0x10` in WinDbg"
+            ),
+        )
     };
     let arguments = match code {
         Code::ExecutePoolType => vec![
             arg1,
             caller(a2),
             arg(a3, pool_meaning(a3)),
-            arg(a4, if a4 == 0 { "no pool tag".into() } else { format!("pool tag '{}'", TagName(a4 as u32)) }),
+            arg(
+                a4,
+                if a4 == 0 {
+                    "no pool tag".into()
+                } else {
+                    format!("pool tag '{}'", TagName(a4 as u32))
+                },
+            ),
         ],
         Code::ExecutePageProtection => vec![
             arg1,
@@ -143,7 +169,13 @@ pub fn decode(args: [u64; 4]) -> Result<Decoded, DecodeError> {
         Code::ExecutePageMapping => vec![
             arg1,
             caller(a2),
-            arg(a3, format!("page priority {}, without MdlMappingNoExecute", PriorityName(a3 as u32))),
+            arg(
+                a3,
+                format!(
+                    "page priority {}, without MdlMappingNoExecute",
+                    PriorityName(a3 as u32)
+                ),
+            ),
             arg(a4, "reserved (0)".into()),
         ],
         Code::ExecuteWriteSection | Code::SectionAlignment | Code::IatInExecutableSection => {
@@ -160,12 +192,20 @@ pub fn decode(args: [u64; 4]) -> Result<Decoded, DecodeError> {
             ]
         }
     };
-    Ok(Decoded { code: code.to_string(), title: code.title(), arguments, fix: fix(code) })
+    Ok(Decoded {
+        code: code.to_string(),
+        title: code.title(),
+        arguments,
+        fix: fix(code),
+    })
 }
 
 /// Decodes the command line's values: `[C4] ARG1 ARG2 ARG3 ARG4`.
 pub fn decode_values(values: &[String]) -> Result<Decoded, DecodeError> {
-    let nums = values.iter().map(|v| parse_hex(v)).collect::<Result<Vec<_>, _>>()?;
+    let nums = values
+        .iter()
+        .map(|v| parse_hex(v))
+        .collect::<Result<Vec<_>, _>>()?;
     let args = match nums.as_slice() {
         [bc, a1, a2, a3, a4] => {
             if *bc != u64::from(BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION) {
@@ -181,9 +221,17 @@ pub fn decode_values(values: &[String]) -> Result<Decoded, DecodeError> {
 
 /// The decoded bug check, for a person.
 pub fn to_text(d: &Decoded) -> String {
-    let mut s = format!("Bug check 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION, code integrity {}: {}\n", d.code, d.title);
+    let mut s = format!(
+        "Bug check 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION, code integrity {}: {}\n",
+        d.code, d.title
+    );
     for (i, a) in d.arguments.iter().enumerate() {
-        s.push_str(&format!("  Arg{} {:#018x}  {}\n", i + 1, a.value, a.meaning));
+        s.push_str(&format!(
+            "  Arg{} {:#018x}  {}\n",
+            i + 1,
+            a.value,
+            a.meaning
+        ));
     }
     s.push_str(&format!("Fix: {}\n", d.fix));
     s
@@ -202,7 +250,13 @@ mod tests {
         let d = decode_values(&v(&["C4", "2000", "fffff801`23456789", "0", "74766943"])).unwrap();
         assert_eq!(d.code, "0x2000");
         assert_eq!(d.arguments[1].value, 0xfffff80123456789);
-        assert!(d.arguments[2].meaning.contains("POOL_TYPE NonPagedPool (executable)"), "{:?}", d.arguments[2]);
+        assert!(
+            d.arguments[2]
+                .meaning
+                .contains("POOL_TYPE NonPagedPool (executable)"),
+            "{:?}",
+            d.arguments[2]
+        );
         assert!(!d.arguments[2].meaning.contains("POOL_FLAGS"));
         assert!(d.arguments[3].meaning.contains("'Civt'"));
         assert!(d.fix.contains("NonPagedPoolNx"));
@@ -211,7 +265,11 @@ mod tests {
     #[test]
     fn pool_flags_reading_when_execute_bit_set() {
         let d = decode_values(&v(&["0x2000", "1", "0x80", "0"])).unwrap();
-        assert!(d.arguments[2].meaning.contains("POOL_FLAG_NON_PAGED_EXECUTE"));
+        assert!(
+            d.arguments[2]
+                .meaning
+                .contains("POOL_FLAG_NON_PAGED_EXECUTE")
+        );
     }
 
     #[test]
@@ -229,9 +287,18 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_clear_error() {
-        assert_eq!(decode_values(&v(&["c5", "2000", "0", "0", "0"])), Err(DecodeError::NotC4(0xc5)));
-        assert_eq!(decode_values(&v(&["c4", "1000", "0", "0", "0"])), Err(DecodeError::NotCodeIntegrity(0x1000)));
-        assert_eq!(decode_values(&v(&["2000", "zz", "0", "0"])), Err(DecodeError::NotHex("zz".into())));
+        assert_eq!(
+            decode_values(&v(&["c5", "2000", "0", "0", "0"])),
+            Err(DecodeError::NotC4(0xc5))
+        );
+        assert_eq!(
+            decode_values(&v(&["c4", "1000", "0", "0", "0"])),
+            Err(DecodeError::NotCodeIntegrity(0x1000))
+        );
+        assert_eq!(
+            decode_values(&v(&["2000", "zz", "0", "0"])),
+            Err(DecodeError::NotHex("zz".into()))
+        );
         assert_eq!(decode_values(&v(&["2000"])), Err(DecodeError::Count(1)));
         assert!(DecodeError::NotC4(0xc5).to_string().contains("only 0xC4"));
     }

@@ -11,7 +11,10 @@ fn clean_file_exits_0_and_says_clean() {
     let (code, out, _) = civctl(["scan".as_ref(), Fixture::Clean.path().as_os_str()]);
     assert_eq!(code, 0);
     assert!(out.contains("clean"), "{out}");
-    assert!(out.contains("1 file(s) scanned: 0 with findings, 0 error(s)"), "{out}");
+    assert!(
+        out.contains("1 file(s) scanned: 0 with findings, 0 error(s)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -39,7 +42,10 @@ fn malformed_file_is_a_clear_error_with_exit_2() {
     let (code, out, _) = civctl(["scan".as_ref(), dir.path().as_os_str()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("bad.sys: error: "), "{out}");
-    assert!(out.contains("notes.sys: error: not a PE image: no MZ signature"), "{out}");
+    assert!(
+        out.contains("notes.sys: error: not a PE image: no MZ signature"),
+        "{out}"
+    );
     assert!(out.contains("good.sys (AMD64, PE32+)  clean"), "{out}");
 }
 

@@ -11,7 +11,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out = Command::new(env!("CARGO_BIN_EXE_civctl")).args(args).output().expect("run civctl");
+    let out = Command::new(env!("CARGO_BIN_EXE_civctl"))
+        .args(args)
+        .output()
+        .expect("run civctl");
     (
         out.status.code().expect("exit code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,7 +28,8 @@ pub fn scan_json(args: &[&Path], extra: &[&str]) -> (i32, Value) {
     a.extend(extra.iter().map(|s| s.into()));
     a.extend(args.iter().map(|p| p.as_os_str().to_owned()));
     let (code, stdout, stderr) = civctl(a);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{stderr}"));
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{stderr}"));
     (code, v)
 }
 
@@ -39,9 +43,11 @@ pub fn shared_dir() -> PathBuf {
 /// The fetched real-driver corpus (`$CIV_CORPUS`, else ~/.cache/civ-corpus).
 /// Fails the test with the command that fetches it when it is absent.
 pub fn corpus_dir() -> PathBuf {
-    let dir = std::env::var_os("CIV_CORPUS").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/civ-corpus")
-    });
+    let dir = std::env::var_os("CIV_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/civ-corpus")
+        });
     assert!(
         dir.join("windivert-2.2/WinDivert64.sys").exists(),
         "the real-driver corpus is missing in {}: run scripts/fetch-test-data.sh",

@@ -18,16 +18,30 @@ struct Row {
 }
 
 fn list(field: &str) -> Vec<String> {
-    if field == "-" { Vec::new() } else { field.split(',').map(str::to_string).collect() }
+    if field == "-" {
+        Vec::new()
+    } else {
+        field.split(',').map(str::to_string).collect()
+    }
 }
 
 fn expected() -> Vec<Row> {
     let tsv = shared_dir().join("corpus/expected.tsv");
-    let text = std::fs::read_to_string(&tsv).unwrap_or_else(|e| panic!("cannot read {}: {e}", tsv.display()));
+    let text = std::fs::read_to_string(&tsv)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", tsv.display()));
     let mut lines = text.lines();
     assert_eq!(
         lines.next().map(|h| h.split('\t').collect::<Vec<_>>()),
-        Some(vec!["path", "sha256", "machine", "section_alignment", "wx_sections", "iat_section", "expected_image_codes", "hooked_imports"]),
+        Some(vec![
+            "path",
+            "sha256",
+            "machine",
+            "section_alignment",
+            "wx_sections",
+            "iat_section",
+            "expected_image_codes",
+            "hooked_imports"
+        ]),
         "expected.tsv's columns changed"
     );
     lines
@@ -39,7 +53,8 @@ fn expected() -> Vec<Row> {
                 path: c[0].into(),
                 sha256: c[1].into(),
                 machine: c[2].into(),
-                section_alignment: u64::from_str_radix(c[3].trim_start_matches("0x"), 16).expect("hex"),
+                section_alignment: u64::from_str_radix(c[3].trim_start_matches("0x"), 16)
+                    .expect("hex"),
                 wx_sections: list(c[4]),
                 iat_section: (c[5] != "None").then(|| c[5].to_string()),
                 codes: list(c[6]),
@@ -81,10 +96,18 @@ fn corpus_findings_equal_expected_tsv() {
             .collect();
         wx.sort();
         assert_eq!(wx, row.wx_sections, "{p}: W+X sections");
-        assert_eq!(f["iat_section"].as_str().map(str::to_string), row.iat_section, "{p}: IAT section");
+        assert_eq!(
+            f["iat_section"].as_str().map(str::to_string),
+            row.iat_section,
+            "{p}: IAT section"
+        );
         assert_eq!(codes(f), row.codes, "{p}: codes");
-        let hooked: Vec<String> =
-            f["hooked_imports"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+        let hooked: Vec<String> = f["hooked_imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(hooked, row.hooked, "{p}: hooked imports");
     }
 }
@@ -93,6 +116,16 @@ fn corpus_findings_equal_expected_tsv() {
 fn corpus_folder_without_all_pe_skips_the_efi_image() {
     let (_, v) = scan_json(&[&corpus_dir()], &[]);
     let files = v["files"].as_array().unwrap();
-    assert!(files.iter().all(|f| f["path"].as_str().unwrap().ends_with(".sys")));
-    assert_eq!(files.len(), expected().iter().filter(|r| r.path.ends_with(".sys")).count());
+    assert!(
+        files
+            .iter()
+            .all(|f| f["path"].as_str().unwrap().ends_with(".sys"))
+    );
+    assert_eq!(
+        files.len(),
+        expected()
+            .iter()
+            .filter(|r| r.path.ends_with(".sys"))
+            .count()
+    );
 }

@@ -32,7 +32,10 @@ fn clean_image_has_no_finding() {
     assert_eq!(file["format"], "PE32+");
     assert_eq!(file["section_alignment"], 0x1000);
     assert_eq!(file["iat_section"], ".rdata");
-    assert_eq!(file["hooked_imports"], serde_json::json!(["ExAllocatePoolWithTag", "MmMapLockedPagesSpecifyCache"]));
+    assert_eq!(
+        file["hooked_imports"],
+        serde_json::json!(["ExAllocatePoolWithTag", "MmMapLockedPagesSpecifyCache"])
+    );
     assert_eq!(file["dynamic_lookup"], true);
 }
 
@@ -52,7 +55,12 @@ fn erw_init_section_is_0x2003_and_says_init() {
     assert_eq!(codes(&file), ["0x2003"]);
     assert_eq!(sections_with(&file, "0x2003"), ["INIT"]);
     assert_eq!(file["findings"][0]["init"], true);
-    assert!(file["findings"][0]["message"].as_str().unwrap().contains("INIT"));
+    assert!(
+        file["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("INIT")
+    );
 }
 
 #[test]
@@ -76,7 +84,12 @@ fn iat_merged_into_text_is_0x2005() {
     assert_eq!(codes(&file), ["0x2005"]);
     assert_eq!(sections_with(&file, "0x2005"), [".text"]);
     assert_eq!(file["iat_section"], ".text");
-    assert!(!file["findings"][0]["message"].as_str().unwrap().contains("FirstThunk"));
+    assert!(
+        !file["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("FirstThunk")
+    );
 }
 
 #[test]
@@ -85,7 +98,12 @@ fn iat_found_only_through_first_thunk_is_0x2005() {
     assert_eq!(code, 1);
     assert_eq!(codes(&file), ["0x2005"]);
     assert_eq!(sections_with(&file, "0x2005"), [".text"]);
-    assert!(file["findings"][0]["message"].as_str().unwrap().contains("FirstThunk"));
+    assert!(
+        file["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("FirstThunk")
+    );
     // The imports are still read, through the descriptors.
     assert_eq!(file["hooked_imports"][0], "ExAllocatePoolWithTag");
 }
@@ -107,9 +125,18 @@ fn folder_scan_finds_every_fixture_and_exits_1() {
     }
     let (code, v) = scan_json(&[&civ_fixtures::out_dir()], &[]);
     assert_eq!(code, 1);
-    let paths: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
     for f in Fixture::ALL {
-        assert!(paths.iter().any(|p| p.ends_with(f.file_name())), "{} not scanned: {paths:?}", f.file_name());
+        assert!(
+            paths.iter().any(|p| p.ends_with(f.file_name())),
+            "{} not scanned: {paths:?}",
+            f.file_name()
+        );
     }
     assert_eq!(v["summary"]["with_findings"], Fixture::ALL.len() - 1);
 }

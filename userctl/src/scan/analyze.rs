@@ -108,12 +108,20 @@ fn message(f: &image::Finding<'_>, section: &str) -> String {
             "the import address table at RVA {:#x} lies in executable section {section}{}: \
              do not merge .rdata or .idata into .text",
             f.rva,
-            if via_first_thunk { " (found through an import descriptor's FirstThunk)" } else { "" }
+            if via_first_thunk {
+                " (found through an import descriptor's FirstThunk)"
+            } else {
+                ""
+            }
         ),
         Detail::StraddlingRelocations { count, first_type } => format!(
             "{count} base relocation(s) straddle a page boundary, the first a {} at RVA {:#x}: \
              HVCI on Windows 10 1507-1607 cannot apply them",
-            if first_type == civ_engine::pe::REL_BASED_DIR64 { "DIR64" } else { "HIGHLOW" },
+            if first_type == civ_engine::pe::REL_BASED_DIR64 {
+                "DIR64"
+            } else {
+                "HIGHLOW"
+            },
             f.rva
         ),
     }

@@ -25,7 +25,8 @@ pub struct Found {
 }
 
 fn is_sys(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("sys"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("sys"))
 }
 
 fn starts_with_mz(path: &Path) -> bool {
@@ -40,7 +41,10 @@ pub fn discover(paths: &[PathBuf], all_pe: bool) -> Found {
     let mut found = Found::default();
     for path in paths {
         match std::fs::metadata(path) {
-            Err(e) => found.errors.push(PathError { path: path.display().to_string(), error: e.to_string() }),
+            Err(e) => found.errors.push(PathError {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            }),
             Ok(m) if !m.is_dir() => found.files.push(path.clone()),
             Ok(_) => {
                 let mut files = Vec::new();

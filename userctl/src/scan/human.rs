@@ -35,10 +35,17 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
             )?;
         }
         if !r.hooked_imports.is_empty() {
-            writeln!(out, "  checked at run time: {}", r.hooked_imports.join(", "))?;
+            writeln!(
+                out,
+                "  checked at run time: {}",
+                r.hooked_imports.join(", ")
+            )?;
         }
         if r.dynamic_lookup {
-            writeln!(out, "  resolves routines with MmGetSystemRoutineAddress: civ answers lookups of checked APIs")?;
+            writeln!(
+                out,
+                "  resolves routines with MmGetSystemRoutineAddress: civ answers lookups of checked APIs"
+            )?;
         }
     }
     let with_findings = reports.iter().filter(|r| r.has_findings()).count();

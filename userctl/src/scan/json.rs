@@ -35,7 +35,10 @@ struct Report<'a> {
 pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) -> io::Result<()> {
     let report = Report {
         schema: SCHEMA,
-        tool: Tool { name: "civctl", version: env!("CARGO_PKG_VERSION") },
+        tool: Tool {
+            name: "civctl",
+            version: env!("CARGO_PKG_VERSION"),
+        },
         files: reports,
         errors,
         summary: Summary {

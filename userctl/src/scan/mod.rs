@@ -55,9 +55,14 @@ pub fn scan_file(path: &Path) -> FileReport {
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let len = file.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot stat: {e}"))?
+        .len();
     if len > MAX_FILE_SIZE {
-        return Err(format!("{len} bytes is too large for a driver image (limit {MAX_FILE_SIZE})"));
+        return Err(format!(
+            "{len} bytes is too large for a driver image (limit {MAX_FILE_SIZE})"
+        ));
     }
     let mut data = Vec::with_capacity(len as usize);
     file.take(MAX_FILE_SIZE + 1)
@@ -82,7 +87,10 @@ pub fn scan_files(files: &[std::path::PathBuf], progress: &ProgressBar) -> Vec<F
 pub fn run(paths: &[std::path::PathBuf], all_pe: bool, format: Format, out: &mut dyn Write) -> u8 {
     let found = discover::discover(paths, all_pe);
     let progress = if std::io::stderr().is_terminal() && found.files.len() >= PROGRESS_MIN_FILES {
-        let bar = ProgressBar::with_draw_target(Some(found.files.len() as u64), ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(
+            Some(found.files.len() as u64),
+            ProgressDrawTarget::stderr(),
+        );
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed}") {
             bar.set_style(style);
         }

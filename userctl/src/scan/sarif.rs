@@ -13,13 +13,23 @@ const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
 fn help(counter: Counter) -> &'static str {
     match counter {
-        Counter::ExecutePoolType => "Allocate NonPagedPoolNx, or ExAllocatePool2 with POOL_FLAG_NON_PAGED.",
+        Counter::ExecutePoolType => {
+            "Allocate NonPagedPoolNx, or ExAllocatePool2 with POOL_FLAG_NON_PAGED."
+        }
         Counter::ExecutePageProtection => "Ask for a protection without PAGE_EXECUTE*.",
-        Counter::ExecutePageMapping => "OR MdlMappingNoExecute into the priority of MmGetSystemAddressForMdlSafe.",
-        Counter::ExecuteWriteSection => "Keep code and data in separate sections; do not mark a section ERW.",
+        Counter::ExecutePageMapping => {
+            "OR MdlMappingNoExecute into the priority of MmGetSystemAddressForMdlSafe."
+        }
+        Counter::ExecuteWriteSection => {
+            "Keep code and data in separate sections; do not mark a section ERW."
+        }
         Counter::SectionAlignmentFailures => "Link with /ALIGN:0x1000 (the default for drivers).",
-        Counter::UnsupportedRelocs => "Relink with a current linker so that no fixup spans two pages.",
-        Counter::IatInExecutableSection => "Do not merge .rdata or .idata into an executable section.",
+        Counter::UnsupportedRelocs => {
+            "Relink with a current linker so that no fixup spans two pages."
+        }
+        Counter::IatInExecutableSection => {
+            "Do not merge .rdata or .idata into an executable section."
+        }
     }
 }
 
@@ -62,7 +72,9 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
     let mut results = Vec::new();
     let mut notifications = Vec::new();
     for e in errors {
-        notifications.push(json!({ "level": "error", "message": { "text": format!("{}: {}", e.path, e.error) } }));
+        notifications.push(
+            json!({ "level": "error", "message": { "text": format!("{}: {}", e.path, e.error) } }),
+        );
     }
     for r in reports {
         if let Some(error) = &r.error {
@@ -80,7 +92,10 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
             "properties": { "machine": r.machine, "format": r.format, "hookedImports": r.hooked_imports, "dynamicLookup": r.dynamic_lookup }
         }));
         for f in &r.findings {
-            let rule_index = Counter::ALL.iter().position(|c| c.tag() == f.code).unwrap_or(0);
+            let rule_index = Counter::ALL
+                .iter()
+                .position(|c| c.tag() == f.code)
+                .unwrap_or(0);
             let mut address = json!({ "relativeAddress": f.rva });
             if let Some(section) = &f.section {
                 address["fullyQualifiedName"] = json!(section);
