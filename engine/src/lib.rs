@@ -12,6 +12,9 @@
 //! - [`pe`]: a bounds-checked PE reader for file and mapped layouts.
 //! - [`image`]: the image checks 0x2003–0x2005 and unsupported relocations.
 //! - [`names`]: human names of pool types, flags, protections and priorities.
+//! - [`protocol`]: the versioned IOCTL contract between civ.sys and civctl.
+//! - [`log`]: the lock-free violation log (counters, sites, recent events).
+//! - [`settings`]: VerifyDriverLevel / VerifyDrivers / ViolationAction.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -20,5 +23,9 @@ pub mod catalog;
 pub mod check;
 pub mod code;
 pub mod image;
+pub mod log;
 pub mod names;
 pub mod pe;
+pub mod protocol;
+pub mod settings;
+mod sync;

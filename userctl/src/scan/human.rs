@@ -1,15 +1,21 @@
 //! The report for a person: one block per file with findings or errors, and
 //! a closing summary line.
 
+use super::Tally;
 use super::analyze::FileReport;
 use super::discover::PathError;
 use std::io::{self, Write};
 
-/// Writes the human report.
-pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) -> io::Result<()> {
+/// Writes the paths that could not be walked.
+pub fn write_path_errors(out: &mut dyn Write, errors: &[PathError]) -> io::Result<()> {
     for e in errors {
         writeln!(out, "{}: error: {}", e.path, e.error)?;
     }
+    Ok(())
+}
+
+/// Writes one block per file report.
+pub fn write_reports(out: &mut dyn Write, reports: &[FileReport]) -> io::Result<()> {
     for r in reports {
         if let Some(error) = &r.error {
             writeln!(out, "{}: error: {error}", r.path)?;
@@ -48,11 +54,14 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
             )?;
         }
     }
-    let with_findings = reports.iter().filter(|r| r.has_findings()).count();
-    let failed = errors.len() + reports.iter().filter(|r| r.error.is_some()).count();
+    Ok(())
+}
+
+/// Writes the closing summary line.
+pub fn write_summary(out: &mut dyn Write, tally: &Tally) -> io::Result<()> {
     writeln!(
         out,
-        "{} file(s) scanned: {with_findings} with findings, {failed} error(s)",
-        reports.len()
+        "{} file(s) scanned: {} with findings, {} error(s)",
+        tally.files, tally.with_findings, tally.errors
     )
 }

@@ -1,6 +1,7 @@
 //! The JSON report, schema `civ-scan/1` (docs/scan-json.md). Fields are
 //! only ever added within a schema version.
 
+use super::Tally;
 use super::analyze::FileReport;
 use super::discover::PathError;
 use serde::Serialize;
@@ -15,38 +16,43 @@ struct Tool {
     version: &'static str,
 }
 
-#[derive(Serialize)]
-struct Summary {
-    files: usize,
-    with_findings: usize,
-    errors: usize,
+/// Writes the report as it comes: the header, then file reports chunk by
+/// chunk, then the errors and the summary. Memory stays flat in the number
+/// of files.
+pub struct Writer<'w> {
+    out: &'w mut dyn Write,
+    first: bool,
 }
 
-#[derive(Serialize)]
-struct Report<'a> {
-    schema: &'static str,
-    tool: Tool,
-    files: &'a [FileReport],
-    errors: &'a [PathError],
-    summary: Summary,
-}
-
-/// Writes the JSON report, pretty-printed, with a final newline.
-pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) -> io::Result<()> {
-    let report = Report {
-        schema: SCHEMA,
-        tool: Tool {
+impl<'w> Writer<'w> {
+    /// Writes everything up to the `files` array's first element.
+    pub fn begin(out: &'w mut dyn Write) -> io::Result<Self> {
+        let tool = Tool {
             name: "civctl",
             version: env!("CARGO_PKG_VERSION"),
-        },
-        files: reports,
-        errors,
-        summary: Summary {
-            files: reports.len(),
-            with_findings: reports.iter().filter(|r| r.has_findings()).count(),
-            errors: errors.len() + reports.iter().filter(|r| r.error.is_some()).count(),
-        },
-    };
-    serde_json::to_writer_pretty(&mut *out, &report)?;
-    writeln!(out)
+        };
+        write!(out, "{{\n  \"schema\": \"{SCHEMA}\",\n  \"tool\": ")?;
+        serde_json::to_writer(&mut *out, &tool)?;
+        write!(out, ",\n  \"files\": [")?;
+        Ok(Writer { out, first: true })
+    }
+
+    /// Appends file reports.
+    pub fn files(&mut self, reports: &[FileReport]) -> io::Result<()> {
+        for r in reports {
+            write!(self.out, "{}\n    ", if self.first { "" } else { "," })?;
+            serde_json::to_writer(&mut *self.out, r)?;
+            self.first = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the `files` array and writes the errors and the summary.
+    pub fn finish(self, errors: &[PathError], tally: &Tally) -> io::Result<()> {
+        write!(self.out, "\n  ],\n  \"errors\": ")?;
+        serde_json::to_writer(&mut *self.out, errors)?;
+        write!(self.out, ",\n  \"summary\": ")?;
+        serde_json::to_writer(&mut *self.out, tally)?;
+        writeln!(self.out, "\n}}")
+    }
 }

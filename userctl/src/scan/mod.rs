@@ -83,42 +83,105 @@ pub fn scan_files(files: &[std::path::PathBuf], progress: &ProgressBar) -> Vec<F
         .collect()
 }
 
+/// Files scanned between two writes of the report: enough to keep both
+/// cores busy, few enough that memory stays flat in the number of files.
+const CHUNK: usize = 256;
+
+/// Counts for the summary and the exit status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Files scanned (including those that failed).
+    pub files: usize,
+    /// Files with findings.
+    pub with_findings: usize,
+    /// Paths and files that could not be scanned.
+    pub errors: usize,
+}
+
+impl Tally {
+    fn add(&mut self, reports: &[FileReport]) {
+        self.files += reports.len();
+        self.with_findings += reports.iter().filter(|r| r.has_findings()).count();
+        self.errors += reports.iter().filter(|r| r.error.is_some()).count();
+    }
+
+    /// 2 if anything could not be scanned, else 1 if anything has findings,
+    /// else 0.
+    pub fn status(&self) -> u8 {
+        if self.errors > 0 {
+            2
+        } else if self.with_findings > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+fn progress_bar(files: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || files < PROGRESS_MIN_FILES {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(files as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// The whole command: discover, scan, print; returns the exit status.
 pub fn run(paths: &[std::path::PathBuf], all_pe: bool, format: Format, out: &mut dyn Write) -> u8 {
     let found = discover::discover(paths, all_pe);
-    let progress = if std::io::stderr().is_terminal() && found.files.len() >= PROGRESS_MIN_FILES {
-        let bar = ProgressBar::with_draw_target(
-            Some(found.files.len() as u64),
-            ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed}") {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let reports = scan_files(&found.files, &progress);
+    let progress = progress_bar(found.files.len());
+    let mut out = std::io::BufWriter::new(out);
+    let result =
+        write_report(&found, format, &progress, &mut out).and_then(|t| out.flush().map(|()| t));
     progress.finish_and_clear();
-    let written = match format {
-        Format::Human => human::write(out, &reports, &found.errors),
-        Format::Json => json::write(out, &reports, &found.errors),
-        Format::Sarif => sarif::write(out, &reports, &found.errors),
-    };
-    if let Err(e) = written {
-        eprintln!("civctl: cannot write the report: {e}");
-        return 2;
+    match result {
+        Ok(tally) => tally.status(),
+        Err(e) => {
+            eprintln!("civctl: cannot write the report: {e}");
+            2
+        }
     }
-    status(&reports, &found.errors)
 }
 
-/// 2 if anything could not be scanned, else 1 if anything has findings, else 0.
-pub fn status(reports: &[FileReport], errors: &[discover::PathError]) -> u8 {
-    if !errors.is_empty() || reports.iter().any(|r| r.error.is_some()) {
-        2
-    } else if reports.iter().any(FileReport::has_findings) {
-        1
-    } else {
-        0
+fn write_report(
+    found: &discover::Found,
+    format: Format,
+    progress: &ProgressBar,
+    out: &mut dyn Write,
+) -> std::io::Result<Tally> {
+    let mut tally = Tally {
+        errors: found.errors.len(),
+        ..Tally::default()
+    };
+    match format {
+        Format::Human => {
+            human::write_path_errors(out, &found.errors)?;
+            for chunk in found.files.chunks(CHUNK) {
+                let reports = scan_files(chunk, progress);
+                tally.add(&reports);
+                human::write_reports(out, &reports)?;
+            }
+            human::write_summary(out, &tally)?;
+        }
+        Format::Json => {
+            let mut w = json::Writer::begin(out)?;
+            for chunk in found.files.chunks(CHUNK) {
+                let reports = scan_files(chunk, progress);
+                tally.add(&reports);
+                w.files(&reports)?;
+            }
+            w.finish(&found.errors, &tally)?;
+        }
+        Format::Sarif => {
+            // SARIF keeps results and artifacts in separate arrays, so the
+            // whole run is gathered first.
+            let reports = scan_files(&found.files, progress);
+            tally.add(&reports);
+            sarif::write(out, &reports, &found.errors)?;
+        }
     }
+    Ok(tally)
 }

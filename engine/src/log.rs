@@ -1,0 +1,485 @@
+//! What violations leave behind: per-target counters (DV's seven), a table of
+//! unique violation sites with hit counts, and a ring of recent events — all
+//! lock-free, bounded, and safe to write from many CPUs at any IRQL up to
+//! DISPATCH_LEVEL. Nothing is lost silently: what does not fit is counted
+//! exactly.
+//!
+//! Writers never wait: a site table that is full, or an event slot another
+//! writer still holds, adds to a dropped count instead. Readers take a
+//! consistent view of each entry or skip it.
+
+use crate::code::Counter;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, array, ctor, fence};
+
+/// Bytes of a target's name kept (UTF-8, NUL-padded).
+pub const NAME_LEN: usize = 64;
+
+/// `api` value of an image finding (no hooked call).
+pub const API_NONE: u8 = 0xFF;
+/// `target` value of a call from outside every registered target.
+pub const TARGET_UNKNOWN: u8 = 0xFF;
+
+/// Target flag: hooked after it had already loaded (enumerated at civ's start).
+pub const TARGET_LATE: u32 = 1;
+/// Target flag: the image checks ran.
+pub const TARGET_IMAGE_CHECKED: u32 = 2;
+/// Target flag: the image has been unloaded.
+pub const TARGET_UNLOADED: u32 = 4;
+
+const FREE: u32 = 0;
+const CLAIMED: u32 = 1;
+const READY: u32 = 2;
+
+/// One violation to record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Which DV counter.
+    pub counter: Counter,
+    /// Index of the target (from [`Log::target_of`]), or [`TARGET_UNKNOWN`].
+    pub target: u8,
+    /// Hook catalog index, or [`API_NONE`].
+    pub api: u8,
+    /// Offset of the call's return address (or the finding's RVA) from the
+    /// target's base; the absolute address when the target is unknown.
+    pub offset: u64,
+    /// Arg3 of the bug check.
+    pub arg3: u64,
+    /// Arg4 of the bug check.
+    pub arg4: u64,
+}
+
+struct TargetSlot {
+    state: AtomicU32,
+    flags: AtomicU32,
+    base: AtomicU64,
+    size: AtomicU64,
+    name: [AtomicU64; NAME_LEN / 8],
+    counters: [AtomicU64; 7],
+    hooked_slots: AtomicU32,
+}
+
+impl TargetSlot {
+    ctor! {
+        fn new() -> Self {
+            TargetSlot {
+                state: AtomicU32::new(FREE),
+                flags: AtomicU32::new(0),
+                base: AtomicU64::new(0),
+                size: AtomicU64::new(0),
+                name: array![AtomicU64::new(0); NAME_LEN / 8],
+                counters: array![AtomicU64::new(0); 7],
+                hooked_slots: AtomicU32::new(0),
+            }
+        }
+    }
+}
+
+struct SiteSlot {
+    /// 0 = free; else the packed (target, counter, api, offset) key.
+    key: AtomicU64,
+    /// Set once arg3/arg4/first are written.
+    ready: AtomicU32,
+    hits: AtomicU64,
+    arg3: AtomicU64,
+    arg4: AtomicU64,
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl SiteSlot {
+    ctor! {
+        fn new() -> Self {
+            SiteSlot {
+                key: AtomicU64::new(0),
+                ready: AtomicU32::new(0),
+                hits: AtomicU64::new(0),
+                arg3: AtomicU64::new(0),
+                arg4: AtomicU64::new(0),
+                first: AtomicU64::new(0),
+                last: AtomicU64::new(0),
+            }
+        }
+    }
+}
+
+struct EventSlot {
+    /// 2·seq + 1 while event `seq` is written, 2·seq + 2 once complete.
+    state: AtomicU64,
+    time: AtomicU64,
+    meta: AtomicU64,
+    offset: AtomicU64,
+    arg3: AtomicU64,
+    arg4: AtomicU64,
+}
+
+impl EventSlot {
+    ctor! {
+        fn new() -> Self {
+            EventSlot {
+                state: AtomicU64::new(0),
+                time: AtomicU64::new(0),
+                meta: AtomicU64::new(0),
+                offset: AtomicU64::new(0),
+                arg3: AtomicU64::new(0),
+                arg4: AtomicU64::new(0),
+            }
+        }
+    }
+}
+
+/// A registered target, as read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetView {
+    /// Its index.
+    pub index: u8,
+    /// Image name, UTF-8, NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// Image base.
+    pub base: u64,
+    /// SizeOfImage.
+    pub size: u64,
+    /// DV's seven counters, indexed by `Counter as usize`.
+    pub counters: [u64; 7],
+    /// IAT slots rewritten.
+    pub hooked_slots: u32,
+    /// TARGET_* flags.
+    pub flags: u32,
+}
+
+impl TargetView {
+    /// The name without its padding.
+    pub fn name_bytes(&self) -> &[u8] {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        self.name.get(..end).unwrap_or(&self.name)
+    }
+}
+
+/// A unique violation site, as read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteView {
+    /// What was recorded first at this site (counter, target, api, offset
+    /// are the key; arg3/arg4 those of the first hit).
+    pub event: Event,
+    /// First and last time seen.
+    pub first_time: u64,
+    /// Last time seen.
+    pub last_time: u64,
+    /// How many times.
+    pub hits: u64,
+}
+
+/// A recent event, as read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventView {
+    /// Its sequence number (0, 1, 2, ... over the log's life).
+    pub seq: u64,
+    /// When.
+    pub time: u64,
+    /// What.
+    pub event: Event,
+}
+
+/// Why a target could not be registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Every target slot is taken.
+    Full,
+}
+
+fn pack_key(e: &Event) -> u64 {
+    // Images are smaller than 4 GiB, so an offset from a known base fits in
+    // 32 bits; unknown callers keep 40 bits of the absolute address, enough
+    // to tell sites apart.
+    let offset = if e.target == TARGET_UNKNOWN { e.offset & 0xFF_FFFF_FFFF } else { e.offset & 0xFFFF_FFFF };
+    (1 << 63) | (u64::from(e.target) << 55) | (u64::from(e.counter as u8) << 51) | (u64::from(e.api) << 43) | offset
+}
+
+fn pack_meta(e: &Event) -> u64 {
+    u64::from(e.counter as u8) | (u64::from(e.target) << 8) | (u64::from(e.api) << 16)
+}
+
+fn unpack_meta(meta: u64, offset: u64, arg3: u64, arg4: u64) -> Option<Event> {
+    let counter = *Counter::ALL.get((meta & 0xFF) as usize)?;
+    Some(Event { counter, target: (meta >> 8) as u8, api: (meta >> 16) as u8, offset, arg3, arg4 })
+}
+
+/// The violation log: `T` targets, `S` unique sites, `E` recent events.
+pub struct Log<const T: usize, const S: usize, const E: usize> {
+    targets: [TargetSlot; T],
+    sites: [SiteSlot; S],
+    events: [EventSlot; E],
+    next_seq: AtomicU64,
+    recorded: AtomicU64,
+    dropped_sites: AtomicU64,
+    dropped_events: AtomicU64,
+}
+
+impl<const T: usize, const S: usize, const E: usize> Default for Log<T, S, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
+    ctor! {
+        /// An empty log.
+        pub fn new() -> Self {
+            Log {
+                targets: array![TargetSlot::new(); T],
+                sites: array![SiteSlot::new(); S],
+                events: array![EventSlot::new(); E],
+                next_seq: AtomicU64::new(0),
+                recorded: AtomicU64::new(0),
+                dropped_sites: AtomicU64::new(0),
+                dropped_events: AtomicU64::new(0),
+            }
+        }
+    }
+
+    /// Registers a target image; returns its index. The name is cut to
+    /// [`NAME_LEN`] bytes.
+    pub fn register_target(&self, name: &[u8], base: u64, size: u64, flags: u32) -> Result<u8, RegisterError> {
+        let count = T.min(usize::from(TARGET_UNKNOWN));
+        for (i, slot) in self.targets.iter().enumerate().take(count) {
+            if slot.state.compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                continue;
+            }
+            for (w, word) in slot.name.iter().enumerate() {
+                let mut bytes = [0u8; 8];
+                for (b, byte) in bytes.iter_mut().enumerate() {
+                    *byte = name.get(w * 8 + b).copied().unwrap_or(0);
+                }
+                word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            }
+            slot.base.store(base, Ordering::Relaxed);
+            slot.size.store(size, Ordering::Relaxed);
+            slot.flags.store(flags, Ordering::Relaxed);
+            // Publishes everything above to readers that see READY.
+            slot.state.store(READY, Ordering::Release);
+            return u8::try_from(i).map_err(|_| RegisterError::Full);
+        }
+        Err(RegisterError::Full)
+    }
+
+    /// Sets flags on a target (e.g. TARGET_UNLOADED, TARGET_IMAGE_CHECKED).
+    pub fn set_target_flags(&self, target: u8, flags: u32) {
+        if let Some(slot) = self.targets.get(usize::from(target)) {
+            slot.flags.fetch_or(flags, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds to the count of IAT slots rewritten in a target.
+    pub fn add_hooked_slots(&self, target: u8, n: u32) {
+        if let Some(slot) = self.targets.get(usize::from(target)) {
+            slot.hooked_slots.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The loaded target whose image contains `address`, and the offset.
+    pub fn target_of(&self, address: u64) -> Option<(u8, u64)> {
+        self.targets.iter().enumerate().find_map(|(i, slot)| {
+            if slot.state.load(Ordering::Acquire) != READY
+                || slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
+            {
+                return None;
+            }
+            let base = slot.base.load(Ordering::Relaxed);
+            let offset = address.checked_sub(base)?;
+            (offset < slot.size.load(Ordering::Relaxed)).then_some((u8::try_from(i).ok()?, offset))
+        })
+    }
+
+    /// Records one violation: the target's counter, the site, the event.
+    pub fn record(&self, e: Event, now: u64) {
+        self.recorded.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.targets.get(usize::from(e.target)) {
+            if let Some(c) = slot.counters.get(e.counter as usize) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.record_site(&e, now);
+        self.record_event(&e, now);
+    }
+
+    fn record_site(&self, e: &Event, now: u64) {
+        let key = pack_key(e);
+        if S == 0 {
+            self.dropped_sites.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Fibonacci hashing spreads nearby offsets over the table.
+        let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % S;
+        for probe in 0..S {
+            let Some(slot) = self.sites.get((start + probe) % S) else { break };
+            let mut current = slot.key.load(Ordering::Acquire);
+            if current == 0 {
+                match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        slot.arg3.store(e.arg3, Ordering::Relaxed);
+                        slot.arg4.store(e.arg4, Ordering::Relaxed);
+                        slot.first.store(now, Ordering::Relaxed);
+                        slot.last.fetch_max(now, Ordering::Relaxed);
+                        slot.hits.fetch_add(1, Ordering::Relaxed);
+                        // Publishes arg3/arg4/first to readers that see it.
+                        slot.ready.store(1, Ordering::Release);
+                        return;
+                    }
+                    Err(actual) => current = actual,
+                }
+            }
+            if current == key {
+                slot.hits.fetch_add(1, Ordering::Relaxed);
+                slot.last.fetch_max(now, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.dropped_sites.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_event(&self, e: &Event, now: u64) {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if E == 0 {
+            self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(slot) = self.events.get((seq % E as u64) as usize) else { return };
+        let writing = 2 * seq + 1;
+        let mut state = slot.state.load(Ordering::Relaxed);
+        loop {
+            // Odd: another writer holds the slot. Newer: we were lapped.
+            // Either way this event cannot be stored without waiting.
+            if state & 1 == 1 || state >= writing {
+                self.dropped_events.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            match slot.state.compare_exchange_weak(state, writing, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(s) => state = s,
+            }
+        }
+        // Orders the odd state before the field stores (seqlock writer): a
+        // reader that sees any new field also sees the state change.
+        fence(Ordering::Release);
+        slot.time.store(now, Ordering::Relaxed);
+        slot.meta.store(pack_meta(e), Ordering::Relaxed);
+        slot.offset.store(e.offset, Ordering::Relaxed);
+        slot.arg3.store(e.arg3, Ordering::Relaxed);
+        slot.arg4.store(e.arg4, Ordering::Relaxed);
+        slot.state.store(writing + 1, Ordering::Release);
+    }
+
+    /// How many violations were recorded.
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Violations that found no room in the site table.
+    pub fn dropped_sites(&self) -> u64 {
+        self.dropped_sites.load(Ordering::Relaxed)
+    }
+
+    /// Events that could not be stored because a writer held their slot.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
+    }
+
+    /// The registered targets, in index order.
+    pub fn targets(&self) -> impl Iterator<Item = TargetView> + '_ {
+        self.targets.iter().enumerate().filter_map(|(i, slot)| {
+            if slot.state.load(Ordering::Acquire) != READY {
+                return None;
+            }
+            let mut name = [0u8; NAME_LEN];
+            for (chunk, word) in name.chunks_exact_mut(8).zip(slot.name.iter()) {
+                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            }
+            let mut counters = [0u64; 7];
+            for (c, a) in counters.iter_mut().zip(slot.counters.iter()) {
+                *c = a.load(Ordering::Relaxed);
+            }
+            Some(TargetView {
+                index: u8::try_from(i).ok()?,
+                name,
+                base: slot.base.load(Ordering::Relaxed),
+                size: slot.size.load(Ordering::Relaxed),
+                counters,
+                hooked_slots: slot.hooked_slots.load(Ordering::Relaxed),
+                flags: slot.flags.load(Ordering::Relaxed),
+            })
+        })
+    }
+
+    /// The sites recorded so far, in table order (which is not time order).
+    pub fn sites(&self) -> impl Iterator<Item = SiteView> + '_ {
+        self.sites.iter().filter_map(|slot| {
+            if slot.ready.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            let key = slot.key.load(Ordering::Relaxed);
+            let counter = (key >> 51) & 0xF;
+            let event = unpack_meta(
+                counter | (((key >> 55) & 0xFF) << 8) | (((key >> 43) & 0xFF) << 16),
+                key & 0xFF_FFFF_FFFF,
+                slot.arg3.load(Ordering::Relaxed),
+                slot.arg4.load(Ordering::Relaxed),
+            )?;
+            Some(SiteView {
+                event,
+                first_time: slot.first.load(Ordering::Relaxed),
+                last_time: slot.last.load(Ordering::Relaxed),
+                hits: slot.hits.load(Ordering::Relaxed),
+            })
+        })
+    }
+
+    /// The event with sequence number `seq`, if it is still in the ring and
+    /// was stored whole.
+    pub fn event(&self, seq: u64) -> Option<EventView> {
+        let slot = self.events.get((seq % E.max(1) as u64) as usize)?;
+        let done = 2 * seq + 2;
+        if slot.state.load(Ordering::Acquire) != done {
+            return None;
+        }
+        let time = slot.time.load(Ordering::Relaxed);
+        let meta = slot.meta.load(Ordering::Relaxed);
+        let offset = slot.offset.load(Ordering::Relaxed);
+        let arg3 = slot.arg3.load(Ordering::Relaxed);
+        let arg4 = slot.arg4.load(Ordering::Relaxed);
+        // A writer of a later lap may have overwritten the fields meanwhile;
+        // it changed the state first, so re-check it after an Acquire fence
+        // (seqlock reader).
+        fence(Ordering::Acquire);
+        if slot.state.load(Ordering::Relaxed) != done {
+            return None;
+        }
+        Some(EventView { seq, time, event: unpack_meta(meta, offset, arg3, arg4)? })
+    }
+
+    /// Calls `f` for each event from sequence `since` on that is still in
+    /// the ring and whole, oldest first, at most `max` of them. Returns the
+    /// sequence to ask from next time and how many events in between were
+    /// lost (overwritten, or dropped by a writer): exact.
+    pub fn events_since(&self, since: u64, max: usize, mut f: impl FnMut(EventView)) -> (u64, u64) {
+        let next = self.next_seq();
+        let oldest = next.saturating_sub(E as u64).max(since);
+        let mut lost = oldest - since.min(oldest);
+        let mut seq = oldest;
+        let mut given = 0;
+        while seq < next && given < max {
+            match self.event(seq) {
+                Some(ev) => {
+                    f(ev);
+                    given += 1;
+                }
+                None => lost += 1,
+            }
+            seq += 1;
+        }
+        (seq, lost)
+    }
+}
