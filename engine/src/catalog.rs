@@ -175,8 +175,12 @@ const fn row(name: &'static str, arity: u8, rule: Rule) -> Hook {
     }
 }
 
-/// The catalog (DESIGN.md's first set).
-pub static CATALOG: &[Hook] = &[
+/// How many APIs the catalog has.
+pub const CATALOG_LEN: usize = 15;
+
+/// The catalog (DESIGN.md's first set). The position of a row is its index
+/// everywhere: entry stubs, originals, the log's `api`.
+pub static CATALOG: [Hook; CATALOG_LEN] = [
     row(
         "ExAllocatePool",
         2,
@@ -287,6 +291,11 @@ pub static CATALOG: &[Hook] = &[
     ),
     row("MmGetSystemRoutineAddress", 1, Rule::RoutineLookup),
 ];
+
+/// The index of a row, by its API name.
+pub fn index_of(name: &[u8]) -> Option<usize> {
+    CATALOG.iter().position(|h| h.name.as_bytes() == name)
+}
 
 /// The catalog row for an import, matching the module case-insensitively
 /// (import tables spell it `NTOSKRNL.exe`, `ntoskrnl.exe`, ...) and the

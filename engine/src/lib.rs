@@ -11,10 +11,13 @@
 //! - [`catalog`]: the hooked kernel APIs, as data.
 //! - [`pe`]: a bounds-checked PE reader for file and mapped layouts.
 //! - [`image`]: the image checks 0x2003–0x2005 and unsupported relocations.
+//! - [`iat`]: the IAT planner: which slots of a target to rewrite, and back.
 //! - [`names`]: human names of pool types, flags, protections and priorities.
 //! - [`protocol`]: the versioned IOCTL contract between civ.sys and civctl.
 //! - [`log`]: the lock-free violation log (counters, sites, recent events).
 //! - [`settings`]: VerifyDriverLevel / VerifyDrivers / ViolationAction.
+//! - [`stubs`], [`runtime`]: the entry stubs a hooked IAT slot points to,
+//!   and the dispatch, handlers and originals behind them (x86-64).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -22,10 +25,15 @@
 pub mod catalog;
 pub mod check;
 pub mod code;
+pub mod iat;
 pub mod image;
 pub mod log;
 pub mod names;
 pub mod pe;
 pub mod protocol;
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+pub mod runtime;
 pub mod settings;
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+pub mod stubs;
 mod sync;

@@ -190,8 +190,16 @@ fn pack_key(e: &Event) -> u64 {
     // Images are smaller than 4 GiB, so an offset from a known base fits in
     // 32 bits; unknown callers keep 40 bits of the absolute address, enough
     // to tell sites apart.
-    let offset = if e.target == TARGET_UNKNOWN { e.offset & 0xFF_FFFF_FFFF } else { e.offset & 0xFFFF_FFFF };
-    (1 << 63) | (u64::from(e.target) << 55) | (u64::from(e.counter as u8) << 51) | (u64::from(e.api) << 43) | offset
+    let offset = if e.target == TARGET_UNKNOWN {
+        e.offset & 0xFF_FFFF_FFFF
+    } else {
+        e.offset & 0xFFFF_FFFF
+    };
+    (1 << 63)
+        | (u64::from(e.target) << 55)
+        | (u64::from(e.counter as u8) << 51)
+        | (u64::from(e.api) << 43)
+        | offset
 }
 
 fn pack_meta(e: &Event) -> u64 {
@@ -200,7 +208,14 @@ fn pack_meta(e: &Event) -> u64 {
 
 fn unpack_meta(meta: u64, offset: u64, arg3: u64, arg4: u64) -> Option<Event> {
     let counter = *Counter::ALL.get((meta & 0xFF) as usize)?;
-    Some(Event { counter, target: (meta >> 8) as u8, api: (meta >> 16) as u8, offset, arg3, arg4 })
+    Some(Event {
+        counter,
+        target: (meta >> 8) as u8,
+        api: (meta >> 16) as u8,
+        offset,
+        arg3,
+        arg4,
+    })
 }
 
 /// The violation log: `T` targets, `S` unique sites, `E` recent events.
@@ -238,10 +253,20 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
 
     /// Registers a target image; returns its index. The name is cut to
     /// [`NAME_LEN`] bytes.
-    pub fn register_target(&self, name: &[u8], base: u64, size: u64, flags: u32) -> Result<u8, RegisterError> {
+    pub fn register_target(
+        &self,
+        name: &[u8],
+        base: u64,
+        size: u64,
+        flags: u32,
+    ) -> Result<u8, RegisterError> {
         let count = T.min(usize::from(TARGET_UNKNOWN));
         for (i, slot) in self.targets.iter().enumerate().take(count) {
-            if slot.state.compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            if slot
+                .state
+                .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
                 continue;
             }
             for (w, word) in slot.name.iter().enumerate() {
@@ -292,10 +317,10 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
     /// Records one violation: the target's counter, the site, the event.
     pub fn record(&self, e: Event, now: u64) {
         self.recorded.fetch_add(1, Ordering::Relaxed);
-        if let Some(slot) = self.targets.get(usize::from(e.target)) {
-            if let Some(c) = slot.counters.get(e.counter as usize) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(slot) = self.targets.get(usize::from(e.target))
+            && let Some(c) = slot.counters.get(e.counter as usize)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         self.record_site(&e, now);
         self.record_event(&e, now);
@@ -310,10 +335,15 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         // Fibonacci hashing spreads nearby offsets over the table.
         let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % S;
         for probe in 0..S {
-            let Some(slot) = self.sites.get((start + probe) % S) else { break };
+            let Some(slot) = self.sites.get((start + probe) % S) else {
+                break;
+            };
             let mut current = slot.key.load(Ordering::Acquire);
             if current == 0 {
-                match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+                match slot
+                    .key
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                {
                     Ok(_) => {
                         slot.arg3.store(e.arg3, Ordering::Relaxed);
                         slot.arg4.store(e.arg4, Ordering::Relaxed);
@@ -342,7 +372,9 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
             self.dropped_events.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Some(slot) = self.events.get((seq % E as u64) as usize) else { return };
+        let Some(slot) = self.events.get((seq % E as u64) as usize) else {
+            return;
+        };
         let writing = 2 * seq + 1;
         let mut state = slot.state.load(Ordering::Relaxed);
         loop {
@@ -352,7 +384,12 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                 self.dropped_events.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            match slot.state.compare_exchange_weak(state, writing, Ordering::Relaxed, Ordering::Relaxed) {
+            match slot.state.compare_exchange_weak(
+                state,
+                writing,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(s) => state = s,
             }
@@ -457,7 +494,11 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         if slot.state.load(Ordering::Relaxed) != done {
             return None;
         }
-        Some(EventView { seq, time, event: unpack_meta(meta, offset, arg3, arg4)? })
+        Some(EventView {
+            seq,
+            time,
+            event: unpack_meta(meta, offset, arg3, arg4)?,
+        })
     }
 
     /// Calls `f` for each event from sequence `since` on that is still in

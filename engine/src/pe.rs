@@ -473,6 +473,11 @@ impl<'a> PeImage<'a> {
         self.size_of_image
     }
 
+    /// SizeOfHeaders.
+    pub fn size_of_headers(&self) -> u32 {
+        self.size_of_headers
+    }
+
     /// The sections, in table order.
     pub fn sections(&self) -> impl Iterator<Item = Section<'a>> + 'a {
         let base = self.section_table_offset;

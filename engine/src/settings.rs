@@ -67,14 +67,38 @@ impl Notes {
 
     /// Every note with its explanation.
     pub const ALL: [(u32, &'static str); 8] = [
-        (Self::LEVEL_WRONG_TYPE, "VerifyDriverLevel is not a REG_DWORD; civ is off"),
-        (Self::LEVEL_OTHER_FLAGS, "VerifyDriverLevel has flags other than 0x02000000; civ ignores them"),
-        (Self::LEVEL_NO_CODE_INTEGRITY, "VerifyDriverLevel lacks 0x02000000 (code integrity); civ checks nothing"),
-        (Self::DRIVERS_WRONG_TYPE, "VerifyDrivers is not REG_SZ or REG_MULTI_SZ; no targets"),
-        (Self::DRIVERS_TOO_MANY, "VerifyDrivers names more than 64 drivers; the rest are ignored"),
-        (Self::DRIVERS_BAD_NAME, "VerifyDrivers has a name over 64 bytes or not valid UTF-16; it is ignored"),
-        (Self::ACTION_WRONG_TYPE, "ViolationAction is not a REG_DWORD; civ bug-checks"),
-        (Self::ACTION_UNKNOWN, "ViolationAction is not 0 (bug check) or 1 (log); civ bug-checks"),
+        (
+            Self::LEVEL_WRONG_TYPE,
+            "VerifyDriverLevel is not a REG_DWORD; civ is off",
+        ),
+        (
+            Self::LEVEL_OTHER_FLAGS,
+            "VerifyDriverLevel has flags other than 0x02000000; civ ignores them",
+        ),
+        (
+            Self::LEVEL_NO_CODE_INTEGRITY,
+            "VerifyDriverLevel lacks 0x02000000 (code integrity); civ checks nothing",
+        ),
+        (
+            Self::DRIVERS_WRONG_TYPE,
+            "VerifyDrivers is not REG_SZ or REG_MULTI_SZ; no targets",
+        ),
+        (
+            Self::DRIVERS_TOO_MANY,
+            "VerifyDrivers names more than 64 drivers; the rest are ignored",
+        ),
+        (
+            Self::DRIVERS_BAD_NAME,
+            "VerifyDrivers has a name over 64 bytes or not valid UTF-16; it is ignored",
+        ),
+        (
+            Self::ACTION_WRONG_TYPE,
+            "ViolationAction is not a REG_DWORD; civ bug-checks",
+        ),
+        (
+            Self::ACTION_UNKNOWN,
+            "ViolationAction is not 0 (bug check) or 1 (log); civ bug-checks",
+        ),
     ];
 
     /// Is this note set?
@@ -84,7 +108,10 @@ impl Notes {
 
     /// The explanations of the notes that are set.
     pub fn messages(self) -> impl Iterator<Item = &'static str> {
-        Self::ALL.into_iter().filter(move |(b, _)| self.has(*b)).map(|(_, m)| m)
+        Self::ALL
+            .into_iter()
+            .filter(move |(b, _)| self.has(*b))
+            .map(|(_, m)| m)
     }
 }
 
@@ -157,7 +184,9 @@ impl Settings {
     /// Splits UTF-16LE text on spaces, tabs and NULs (REG_SZ is space
     /// separated, REG_MULTI_SZ NUL separated) into names.
     fn parse_names(&mut self, bytes: &[u8]) {
-        let units = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+        let units = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]));
         let mut name = [0u8; MAX_NAME];
         let mut len = 0usize;
         let mut bad = false;
@@ -195,8 +224,13 @@ impl Settings {
             self.notes.0 |= Notes::DRIVERS_TOO_MANY;
             return;
         }
-        if let (Some(dst), Some(l)) = (self.names.get_mut(self.count), self.lens.get_mut(self.count)) {
-            dst.get_mut(..name.len()).map(|d| d.copy_from_slice(name));
+        if let (Some(dst), Some(l)) = (
+            self.names.get_mut(self.count),
+            self.lens.get_mut(self.count),
+        ) {
+            if let Some(d) = dst.get_mut(..name.len()) {
+                d.copy_from_slice(name);
+            }
             *l = name.len() as u8;
             self.count += 1;
         }
@@ -209,7 +243,11 @@ impl Settings {
 
     /// The target names (patterns), in order.
     pub fn targets(&self) -> impl Iterator<Item = &[u8]> {
-        self.names.iter().zip(self.lens.iter()).take(self.count).map(|(n, &l)| n.get(..usize::from(l)).unwrap_or(n))
+        self.names
+            .iter()
+            .zip(self.lens.iter())
+            .take(self.count)
+            .map(|(n, &l)| n.get(..usize::from(l)).unwrap_or(n))
     }
 
     /// Does an image (full path or bare name, `\` or `/` separated) match a
@@ -220,7 +258,10 @@ impl Settings {
         if !self.enabled() {
             return false;
         }
-        let name = image_path.rsplit(|&b| b == b'\\' || b == b'/').next().unwrap_or(image_path);
+        let name = image_path
+            .rsplit(|&b| b == b'\\' || b == b'/')
+            .next()
+            .unwrap_or(image_path);
         self.targets().any(|pattern| glob_match(pattern, name))
     }
 }
@@ -250,7 +291,9 @@ pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]
@@ -259,13 +302,18 @@ mod tests {
     use std::vec::Vec;
 
     fn utf16(s: &str) -> Vec<u8> {
-        s.encode_utf16().chain([0]).flat_map(|u| u.to_le_bytes()).collect()
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(|u| u.to_le_bytes())
+            .collect()
     }
     fn dw(v: u32) -> Vec<u8> {
         v.to_le_bytes().to_vec()
     }
     fn names(s: &Settings) -> Vec<std::string::String> {
-        s.targets().map(|n| std::string::String::from_utf8(n.to_vec()).unwrap()).collect()
+        s.targets()
+            .map(|n| std::string::String::from_utf8(n.to_vec()).unwrap())
+            .collect()
     }
 
     #[test]
@@ -273,7 +321,11 @@ mod tests {
         let level = dw(0x0200_0000);
         let drivers = utf16("a.sys  B.SYS\tc.sys");
         let action = dw(1);
-        let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_SZ, &drivers)), Some((REG_DWORD, &action)));
+        let s = Settings::parse(
+            Some((REG_DWORD, &level)),
+            Some((REG_SZ, &drivers)),
+            Some((REG_DWORD, &action)),
+        );
         assert!(s.enabled());
         assert_eq!(s.action, Action::Log);
         assert_eq!(names(&s), ["a.sys", "B.SYS", "c.sys"]);
@@ -289,7 +341,11 @@ mod tests {
         let mut drivers = utf16("vendor*.sys");
         drivers.extend(utf16("x?.sys"));
         drivers.extend([0, 0]);
-        let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_MULTI_SZ, &drivers)), None);
+        let s = Settings::parse(
+            Some((REG_DWORD, &level)),
+            Some((REG_MULTI_SZ, &drivers)),
+            None,
+        );
         assert_eq!(names(&s), ["vendor*.sys", "x?.sys"]);
         assert_eq!(s.action, Action::BugCheck);
         assert!(s.matches(b"VendorNet.sys"));
@@ -307,17 +363,27 @@ mod tests {
         let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_SZ, &drivers)), None);
         assert!(!s.enabled());
         assert!(!s.matches(b"a.sys"));
-        assert!(s.notes.has(Notes::LEVEL_OTHER_FLAGS) && s.notes.has(Notes::LEVEL_NO_CODE_INTEGRITY));
+        assert!(
+            s.notes.has(Notes::LEVEL_OTHER_FLAGS) && s.notes.has(Notes::LEVEL_NO_CODE_INTEGRITY)
+        );
     }
 
     #[test]
     fn wrong_types_and_values_fall_back_safely() {
         let text = utf16("0x02000000");
-        let s = Settings::parse(Some((REG_SZ, &text)), Some((REG_DWORD, &dw(1))), Some((REG_SZ, &text)));
+        let s = Settings::parse(
+            Some((REG_SZ, &text)),
+            Some((REG_DWORD, &dw(1))),
+            Some((REG_SZ, &text)),
+        );
         assert_eq!(s.level, 0);
         assert_eq!(s.action, Action::BugCheck);
         assert_eq!(s.targets().count(), 0);
-        for n in [Notes::LEVEL_WRONG_TYPE, Notes::DRIVERS_WRONG_TYPE, Notes::ACTION_WRONG_TYPE] {
+        for n in [
+            Notes::LEVEL_WRONG_TYPE,
+            Notes::DRIVERS_WRONG_TYPE,
+            Notes::ACTION_WRONG_TYPE,
+        ] {
             assert!(s.notes.has(n), "{n:#x}");
         }
         // A REG_DWORD of the wrong length is the wrong type too.
@@ -332,21 +398,36 @@ mod tests {
     fn overlong_lists_and_names_are_cut_with_a_note() {
         let level = dw(0x0200_0000);
         let many: std::string::String = (0..100).map(|i| std::format!("d{i}.sys ")).collect();
-        let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_SZ, &utf16(&many))), None);
+        let s = Settings::parse(
+            Some((REG_DWORD, &level)),
+            Some((REG_SZ, &utf16(&many))),
+            None,
+        );
         assert_eq!(s.targets().count(), MAX_TARGETS);
         assert!(s.notes.has(Notes::DRIVERS_TOO_MANY));
         assert!(s.matches(b"d63.sys") && !s.matches(b"d64.sys"));
         let long = std::format!("{}.sys ok.sys", "x".repeat(100));
-        let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_SZ, &utf16(&long))), None);
+        let s = Settings::parse(
+            Some((REG_DWORD, &level)),
+            Some((REG_SZ, &utf16(&long))),
+            None,
+        );
         assert_eq!(names(&s), ["ok.sys"]);
         assert!(s.notes.has(Notes::DRIVERS_BAD_NAME));
         // An unpaired surrogate is a bad name, not a panic.
-        let bad: Vec<u8> = [0xD800u16, b'a' as u16, b' ' as u16, b'b' as u16].iter().flat_map(|u| u.to_le_bytes()).collect();
+        let bad: Vec<u8> = [0xD800u16, b'a' as u16, b' ' as u16, b'b' as u16]
+            .iter()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_SZ, &bad)), None);
         assert_eq!(names(&s), ["b"]);
         assert!(s.notes.has(Notes::DRIVERS_BAD_NAME));
         // Odd byte counts drop the last byte.
-        let s = Settings::parse(Some((REG_DWORD, &level)), Some((REG_SZ, &[b'a', 0, b'b'])), None);
+        let s = Settings::parse(
+            Some((REG_DWORD, &level)),
+            Some((REG_SZ, &[b'a', 0, b'b'])),
+            None,
+        );
         assert_eq!(names(&s), ["a"]);
     }
 

@@ -197,3 +197,124 @@ fn clear_data_directory(path: &Path, index: usize) -> Result<(), String> {
         .fill(0);
     std::fs::write(path, data).map_err(|e| e.to_string())
 }
+
+/// Lays a file-layout PE image out as the loader maps it: headers at 0,
+/// each section's raw data at its RVA, the rest zero. Panics on an image a
+/// test should not have given it (a fixture or corpus file).
+pub fn map_image(file: &[u8]) -> Vec<u8> {
+    let u16_at = |o: usize| u16::from_le_bytes([file[o], file[o + 1]]) as usize;
+    let u32_at =
+        |o: usize| u32::from_le_bytes([file[o], file[o + 1], file[o + 2], file[o + 3]]) as usize;
+    let nt = u32_at(0x3C);
+    let sections = u16_at(nt + 6);
+    let optional = nt + 24;
+    let size_of_image = u32_at(optional + 56);
+    let size_of_headers = u32_at(optional + 60);
+    let table = optional + u16_at(nt + 20);
+    let mut mapped = vec![0u8; size_of_image];
+    mapped[..size_of_headers].copy_from_slice(&file[..size_of_headers]);
+    for i in 0..sections {
+        let h = table + i * 40;
+        let (vsize, rva, raw_size, raw) = (
+            u32_at(h + 8),
+            u32_at(h + 12),
+            u32_at(h + 16),
+            u32_at(h + 20),
+        );
+        let n = raw_size.min(if vsize == 0 { raw_size } else { vsize });
+        mapped[rva..rva + n].copy_from_slice(&file[raw..raw + n]);
+    }
+    mapped
+}
+
+/// The `shared/` folder beside the repository (`$CIV_SHARED` overrides).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("CIV_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// The fetched real-driver corpus (`$CIV_CORPUS`, else ~/.cache/civ-corpus).
+/// Panics with the command that fetches it when it is absent.
+pub fn corpus_dir() -> PathBuf {
+    let dir = std::env::var_os("CIV_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/civ-corpus")
+        });
+    assert!(
+        dir.join("windivert-2.2/WinDivert64.sys").exists(),
+        "the real-driver corpus is missing in {}: run scripts/fetch-test-data.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// One row of `shared/corpus/expected.tsv`: what pefile, LIEF and
+/// llvm-readobj agree on for a corpus file.
+#[derive(Clone, Debug)]
+pub struct CorpusRow {
+    /// Path below the corpus folder.
+    pub path: String,
+    /// SHA-256.
+    pub sha256: String,
+    /// `AMD64` or `I386`.
+    pub machine: String,
+    /// SectionAlignment.
+    pub section_alignment: u64,
+    /// Sections that are W+X.
+    pub wx_sections: Vec<String>,
+    /// The section holding the IAT, if any.
+    pub iat_section: Option<String>,
+    /// DV image codes expected.
+    pub codes: Vec<String>,
+    /// Imports civ checks.
+    pub hooked: Vec<String>,
+}
+
+/// The rows of `shared/corpus/expected.tsv`.
+pub fn corpus_expected() -> Vec<CorpusRow> {
+    let list = |f: &str| {
+        if f == "-" {
+            Vec::new()
+        } else {
+            f.split(',').map(str::to_string).collect()
+        }
+    };
+    let tsv = shared_dir().join("corpus/expected.tsv");
+    let text = std::fs::read_to_string(&tsv)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", tsv.display()));
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().map(|h| h.split('\t').collect::<Vec<_>>()),
+        Some(vec![
+            "path",
+            "sha256",
+            "machine",
+            "section_alignment",
+            "wx_sections",
+            "iat_section",
+            "expected_image_codes",
+            "hooked_imports"
+        ]),
+        "expected.tsv's columns changed"
+    );
+    lines
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            assert_eq!(c.len(), 8, "bad row {l}");
+            CorpusRow {
+                path: c[0].into(),
+                sha256: c[1].into(),
+                machine: c[2].into(),
+                section_alignment: u64::from_str_radix(c[3].trim_start_matches("0x"), 16)
+                    .expect("hex"),
+                wx_sections: list(c[4]),
+                iat_section: (c[5] != "None").then(|| c[5].to_string()),
+                codes: list(c[6]),
+                hooked: list(c[7]),
+            }
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Runs civctl with arguments; returns (exit code, stdout, stderr).
@@ -31,29 +31,6 @@ pub fn scan_json(args: &[&Path], extra: &[&str]) -> (i32, Value) {
     let v: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{stderr}"));
     (code, v)
-}
-
-/// The workspace's sibling `shared/` folder (`$CIV_SHARED` overrides).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("CIV_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
-/// The fetched real-driver corpus (`$CIV_CORPUS`, else ~/.cache/civ-corpus).
-/// Fails the test with the command that fetches it when it is absent.
-pub fn corpus_dir() -> PathBuf {
-    let dir = std::env::var_os("CIV_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/civ-corpus")
-        });
-    assert!(
-        dir.join("windivert-2.2/WinDivert64.sys").exists(),
-        "the real-driver corpus is missing in {}: run scripts/fetch-test-data.sh",
-        dir.display()
-    );
-    dir
 }
 
 /// The codes of a file report's findings, sorted and unique.

@@ -3,66 +3,9 @@
 //! what civctl reports.
 
 mod common;
-use common::{codes, corpus_dir, scan_json, shared_dir};
+use civ_fixtures::{corpus_dir, corpus_expected as expected};
+use common::{codes, scan_json};
 use serde_json::Value;
-
-struct Row {
-    path: String,
-    sha256: String,
-    machine: String,
-    section_alignment: u64,
-    wx_sections: Vec<String>,
-    iat_section: Option<String>,
-    codes: Vec<String>,
-    hooked: Vec<String>,
-}
-
-fn list(field: &str) -> Vec<String> {
-    if field == "-" {
-        Vec::new()
-    } else {
-        field.split(',').map(str::to_string).collect()
-    }
-}
-
-fn expected() -> Vec<Row> {
-    let tsv = shared_dir().join("corpus/expected.tsv");
-    let text = std::fs::read_to_string(&tsv)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", tsv.display()));
-    let mut lines = text.lines();
-    assert_eq!(
-        lines.next().map(|h| h.split('\t').collect::<Vec<_>>()),
-        Some(vec![
-            "path",
-            "sha256",
-            "machine",
-            "section_alignment",
-            "wx_sections",
-            "iat_section",
-            "expected_image_codes",
-            "hooked_imports"
-        ]),
-        "expected.tsv's columns changed"
-    );
-    lines
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            assert_eq!(c.len(), 8, "bad row {l}");
-            Row {
-                path: c[0].into(),
-                sha256: c[1].into(),
-                machine: c[2].into(),
-                section_alignment: u64::from_str_radix(c[3].trim_start_matches("0x"), 16)
-                    .expect("hex"),
-                wx_sections: list(c[4]),
-                iat_section: (c[5] != "None").then(|| c[5].to_string()),
-                codes: list(c[6]),
-                hooked: list(c[7]),
-            }
-        })
-        .collect()
-}
 
 fn find<'a>(files: &'a [Value], rel: &str) -> &'a Value {
     files
