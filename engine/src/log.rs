@@ -524,3 +524,85 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         (seq, lost)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn ev(target: u8, counter: Counter, offset: u64, arg3: u64) -> Event {
+        Event { counter, target, api: 1, offset, arg3, arg4: 0x7476_6943 }
+    }
+
+    #[test]
+    fn targets_register_attribute_and_unload() {
+        let log: Log<2, 8, 8> = Log::new();
+        let a = log.register_target(b"a.sys", 0x1000, 0x1000, 0).unwrap();
+        let b = log.register_target(b"a-very-long-name-that-goes-on-and-on-past-sixty-four-bytes-of-storage.sys", 0x8000, 0x100, TARGET_LATE).unwrap();
+        assert_eq!(log.register_target(b"c.sys", 0, 1, 0), Err(RegisterError::Full));
+        assert_eq!(log.target_of(0x1000), Some((a, 0)));
+        assert_eq!(log.target_of(0x1FFF), Some((a, 0xFFF)));
+        assert_eq!(log.target_of(0x2000), None);
+        assert_eq!(log.target_of(0x80FF), Some((b, 0xFF)));
+        log.set_target_flags(a, TARGET_UNLOADED);
+        assert_eq!(log.target_of(0x1000), None);
+        let views: Vec<TargetView> = log.targets().collect();
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[0].name_bytes(), b"a.sys");
+        assert_eq!(views[1].name_bytes().len(), NAME_LEN);
+        assert_eq!(views[1].flags, TARGET_LATE);
+        assert_eq!(views[0].flags, TARGET_UNLOADED);
+    }
+
+    #[test]
+    fn counters_sites_and_events() {
+        let log: Log<4, 8, 4> = Log::new();
+        let t = log.register_target(b"t.sys", 0x10000, 0x10000, 0).unwrap();
+        log.add_hooked_slots(t, 3);
+        for i in 0..5u64 {
+            log.record(ev(t, Counter::ExecutePoolType, 0x1234, i), 100 + i);
+        }
+        log.record(ev(t, Counter::ExecutePageMapping, 0x2000, 16), 200);
+        log.record(ev(TARGET_UNKNOWN, Counter::ExecutePoolType, 0xFFFF_F800_0000_1234, 0), 300);
+        let target = log.targets().next().unwrap();
+        assert_eq!(target.counters[Counter::ExecutePoolType as usize], 5);
+        assert_eq!(target.counters[Counter::ExecutePageMapping as usize], 1);
+        assert_eq!(target.hooked_slots, 3);
+        let mut sites: Vec<SiteView> = log.sites().collect();
+        sites.sort_by_key(|s| s.first_time);
+        assert_eq!(sites.len(), 3);
+        assert_eq!((sites[0].hits, sites[0].first_time, sites[0].last_time), (5, 100, 104));
+        assert_eq!(sites[0].event, ev(t, Counter::ExecutePoolType, 0x1234, 0), "first hit's arguments kept");
+        assert_eq!(sites[1].event.counter, Counter::ExecutePageMapping);
+        assert_eq!(sites[2].event.target, TARGET_UNKNOWN);
+        assert_eq!(sites[2].event.offset, 0xF800_0000_1234 & 0xFF_FFFF_FFFF);
+        assert_eq!(log.recorded(), 7);
+        // The ring holds the last 4 of 7 events; asking from 0 says 3 lost.
+        let mut got = Vec::new();
+        let (next, lost) = log.events_since(0, 100, |e| got.push(e));
+        assert_eq!((next, lost), (7, 3));
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
+        assert_eq!(got[3].event.target, TARGET_UNKNOWN);
+        assert_eq!(got[2].time, 200);
+        // Paging: at most 2 at a time, nothing lost between pages.
+        let mut page = Vec::new();
+        let (next, lost) = log.events_since(5, 2, |e| page.push(e.seq));
+        assert_eq!((next, lost, page), (7, 0, std::vec![5, 6]));
+        let (next, lost) = log.events_since(7, 2, |_| panic!("nothing new"));
+        assert_eq!((next, lost), (7, 0));
+    }
+
+    #[test]
+    fn a_full_site_table_counts_exactly_what_it_drops() {
+        let log: Log<1, 4, 0> = Log::new();
+        for i in 0..10u64 {
+            log.record(ev(0, Counter::ExecutePoolType, i, 0), i);
+            log.record(ev(0, Counter::ExecutePoolType, i, 0), i);
+        }
+        let kept: u64 = log.sites().map(|s| s.hits).sum();
+        assert_eq!(log.sites().count(), 4);
+        assert_eq!(kept + log.dropped_sites(), 20);
+        assert_eq!(log.dropped_sites(), 12);
+        assert_eq!(log.dropped_events(), 20, "a ring of 0 stores nothing and says so");
+    }
+}

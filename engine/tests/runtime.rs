@@ -3,7 +3,7 @@
 //! the return value, the stack alignment the original sees and the caller's
 //! address must arrive intact; executable requests are caught with DV's
 //! code and arguments, NX requests pass through untouched.
-#![cfg(all(target_arch = "x86_64", not(miri)))]
+#![cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
 
 use civ_engine::catalog::{CATALOG, Rule};
 use civ_engine::check::{mdl, page, pool_flags, pool_type};
