@@ -36,14 +36,22 @@ pub struct Plan {
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan {
-            slots: [Slot::default(); MAX_SLOTS],
-            len: 0,
-        }
+        Plan::EMPTY
     }
 }
 
 impl Plan {
+    /// A plan with no slot.
+    pub const EMPTY: Plan = Plan {
+        slots: [Slot {
+            rva: 0,
+            hook: 0,
+            value: 0,
+            hooked: false,
+        }; MAX_SLOTS],
+        len: 0,
+    };
+
     /// The planned slots.
     pub fn slots(&self) -> &[Slot] {
         self.slots.get(..self.len).unwrap_or(&[])
@@ -128,12 +136,15 @@ pub fn plan(image: &PeImage<'_>) -> Result<Plan, PlanError> {
     failed.map_or(Ok(plan), Err)
 }
 
-/// Writes one pointer into the target image.
+/// Reads and writes one pointer of the target image.
 pub trait SlotWriter {
     /// Why a write failed.
     type Error;
     /// Writes `value` into the 8-byte slot at `rva`.
     fn write(&mut self, rva: u32, value: u64) -> Result<(), Self::Error>;
+    /// What the slot at `rva` holds now; `None` when it cannot be read
+    /// (the image is gone).
+    fn read(&mut self, rva: u32) -> Option<u64>;
 }
 
 /// What installing hooks in one image did.
@@ -178,13 +189,20 @@ pub fn install<W: SlotWriter>(
     report
 }
 
-/// Writes back what every hooked slot held before. Returns how many slots
-/// were restored and how many writes failed (those stay marked hooked).
-pub fn restore<W: SlotWriter>(plan: &mut Plan, writer: &mut W) -> (u32, u32) {
+/// Writes back what every hooked slot held before, where the slot still
+/// holds civ's entry (an image unloaded meanwhile reads as `None` and is
+/// left alone). Returns how many slots were restored and how many could
+/// not be (write failed, or the slot holds something else now); those stay
+/// marked hooked.
+pub fn restore<W: SlotWriter>(
+    plan: &mut Plan,
+    writer: &mut W,
+    entry: impl Fn(usize) -> Option<u64>,
+) -> (u32, u32) {
     let (mut restored, mut failed) = (0, 0);
     let len = plan.len;
     for slot in plan.slots.iter_mut().take(len).filter(|s| s.hooked) {
-        if writer.write(slot.rva, slot.value).is_ok() {
+        if writer.read(slot.rva) == entry(slot.hook) && writer.write(slot.rva, slot.value).is_ok() {
             slot.hooked = false;
             restored += 1;
         } else {

@@ -14,26 +14,34 @@
 //! - [`iat`]: the IAT planner: which slots of a target to rewrite, and back.
 //! - [`names`]: human names of pool types, flags, protections and priorities.
 //! - [`protocol`]: the versioned IOCTL contract between civ.sys and civctl.
+//! - [`modules`]: the loaded-module list (targets loaded before civ).
 //! - [`log`]: the lock-free violation log (counters, sites, recent events).
 //! - [`settings`]: VerifyDriverLevel / VerifyDrivers / ViolationAction.
+//! - [`attach`]: a target image loads: image checks, IAT plan, hooks.
+//! - [`serve`]: civ.sys's answers to civctl's IOCTLs.
 //! - [`stubs`], [`runtime`]: the entry stubs a hooked IAT slot points to,
 //!   and the dispatch, handlers and originals behind them (x86-64).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+pub mod attach;
 pub mod catalog;
 pub mod check;
 pub mod code;
 pub mod iat;
 pub mod image;
 pub mod log;
+pub mod modules;
 pub mod names;
 pub mod pe;
 pub mod protocol;
 #[cfg(all(target_arch = "x86_64", not(loom)))]
 pub mod runtime;
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+pub mod serve;
 pub mod settings;
 #[cfg(all(target_arch = "x86_64", not(loom)))]
 pub mod stubs;
-mod sync;
+pub mod sync;

@@ -501,6 +501,14 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         })
     }
 
+    /// The events from sequence `since` on that are still in the ring and
+    /// whole, oldest first (gaps are events lost).
+    pub fn events_from(&self, since: u64) -> impl Iterator<Item = EventView> + '_ {
+        let next = self.next_seq();
+        let oldest = next.saturating_sub(E as u64).max(since);
+        (oldest..next).filter_map(move |seq| self.event(seq))
+    }
+
     /// Calls `f` for each event from sequence `since` on that is still in
     /// the ring and whole, oldest first, at most `max` of them. Returns the
     /// sequence to ask from next time and how many events in between were
@@ -531,15 +539,32 @@ mod tests {
     use std::vec::Vec;
 
     fn ev(target: u8, counter: Counter, offset: u64, arg3: u64) -> Event {
-        Event { counter, target, api: 1, offset, arg3, arg4: 0x7476_6943 }
+        Event {
+            counter,
+            target,
+            api: 1,
+            offset,
+            arg3,
+            arg4: 0x7476_6943,
+        }
     }
 
     #[test]
     fn targets_register_attribute_and_unload() {
         let log: Log<2, 8, 8> = Log::new();
         let a = log.register_target(b"a.sys", 0x1000, 0x1000, 0).unwrap();
-        let b = log.register_target(b"a-very-long-name-that-goes-on-and-on-past-sixty-four-bytes-of-storage.sys", 0x8000, 0x100, TARGET_LATE).unwrap();
-        assert_eq!(log.register_target(b"c.sys", 0, 1, 0), Err(RegisterError::Full));
+        let b = log
+            .register_target(
+                b"a-very-long-name-that-goes-on-and-on-past-sixty-four-bytes-of-storage.sys",
+                0x8000,
+                0x100,
+                TARGET_LATE,
+            )
+            .unwrap();
+        assert_eq!(
+            log.register_target(b"c.sys", 0, 1, 0),
+            Err(RegisterError::Full)
+        );
         assert_eq!(log.target_of(0x1000), Some((a, 0)));
         assert_eq!(log.target_of(0x1FFF), Some((a, 0xFFF)));
         assert_eq!(log.target_of(0x2000), None);
@@ -555,6 +580,24 @@ mod tests {
     }
 
     #[test]
+    fn a_new_image_over_an_old_ones_range_unloads_the_old() {
+        let log: Log<4, 8, 8> = Log::new();
+        let old = log.register_target(b"old.sys", 0x10000, 0x2000, 0).unwrap();
+        let new = log.register_target(b"new.sys", 0x11000, 0x1000, 0).unwrap();
+        assert_eq!(log.target_of(0x11800), Some((new, 0x800)));
+        assert_eq!(
+            log.targets().find(|t| t.index == old).unwrap().flags & TARGET_UNLOADED,
+            TARGET_UNLOADED
+        );
+        let far = log.register_target(b"far.sys", 0x20000, 0x1000, 0).unwrap();
+        assert_eq!(
+            log.targets().find(|t| t.index == new).unwrap().flags & TARGET_UNLOADED,
+            0
+        );
+        assert_eq!(log.target_of(0x20000), Some((far, 0)));
+    }
+
+    #[test]
     fn counters_sites_and_events() {
         let log: Log<4, 8, 4> = Log::new();
         let t = log.register_target(b"t.sys", 0x10000, 0x10000, 0).unwrap();
@@ -563,7 +606,15 @@ mod tests {
             log.record(ev(t, Counter::ExecutePoolType, 0x1234, i), 100 + i);
         }
         log.record(ev(t, Counter::ExecutePageMapping, 0x2000, 16), 200);
-        log.record(ev(TARGET_UNKNOWN, Counter::ExecutePoolType, 0xFFFF_F800_0000_1234, 0), 300);
+        log.record(
+            ev(
+                TARGET_UNKNOWN,
+                Counter::ExecutePoolType,
+                0xFFFF_F800_0000_1234,
+                0,
+            ),
+            300,
+        );
         let target = log.targets().next().unwrap();
         assert_eq!(target.counters[Counter::ExecutePoolType as usize], 5);
         assert_eq!(target.counters[Counter::ExecutePageMapping as usize], 1);
@@ -571,8 +622,15 @@ mod tests {
         let mut sites: Vec<SiteView> = log.sites().collect();
         sites.sort_by_key(|s| s.first_time);
         assert_eq!(sites.len(), 3);
-        assert_eq!((sites[0].hits, sites[0].first_time, sites[0].last_time), (5, 100, 104));
-        assert_eq!(sites[0].event, ev(t, Counter::ExecutePoolType, 0x1234, 0), "first hit's arguments kept");
+        assert_eq!(
+            (sites[0].hits, sites[0].first_time, sites[0].last_time),
+            (5, 100, 104)
+        );
+        assert_eq!(
+            sites[0].event,
+            ev(t, Counter::ExecutePoolType, 0x1234, 0),
+            "first hit's arguments kept"
+        );
         assert_eq!(sites[1].event.counter, Counter::ExecutePageMapping);
         assert_eq!(sites[2].event.target, TARGET_UNKNOWN);
         assert_eq!(sites[2].event.offset, 0xF800_0000_1234 & 0xFF_FFFF_FFFF);
@@ -603,6 +661,10 @@ mod tests {
         assert_eq!(log.sites().count(), 4);
         assert_eq!(kept + log.dropped_sites(), 20);
         assert_eq!(log.dropped_sites(), 12);
-        assert_eq!(log.dropped_events(), 20, "a ring of 0 stores nothing and says so");
+        assert_eq!(
+            log.dropped_events(),
+            20,
+            "a ring of 0 stores nothing and says so"
+        );
     }
 }

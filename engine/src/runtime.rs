@@ -13,7 +13,8 @@ use crate::catalog::{CATALOG, CATALOG_LEN, Rule};
 use crate::check::Violation;
 use crate::code::BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION;
 use crate::log::{Event, Log, TARGET_UNKNOWN};
-use crate::settings::Action;
+use crate::settings::{Action, Settings};
+use crate::sync::SpinLock;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// The driver's log: 64 targets, 1024 unique sites, 1024 recent events.
@@ -40,6 +41,32 @@ static ACTION: AtomicU32 = AtomicU32::new(Action::BugCheck as u32);
 /// names it). Every target imports the same ntoskrnl export, so one table
 /// serves all targets.
 static ORIGINALS: [AtomicU64; CATALOG_LEN] = [const { AtomicU64::new(0) }; CATALOG_LEN];
+
+/// The settings in force: which images are targets, what a violation does.
+static SETTINGS: SpinLock<Settings> = SpinLock::new(Settings::EMPTY);
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// Puts settings in force (at start, or from civctl): targets loading from
+/// now on are matched against them, and the action applies at once.
+pub fn set_settings(settings: &Settings) {
+    SETTINGS.with(|s| *s = *settings);
+    set_action(settings.action);
+}
+
+/// Runs `f` with the settings in force.
+pub fn with_settings<R>(f: impl FnOnce(&Settings) -> R) -> R {
+    SETTINGS.with(|s| f(s))
+}
+
+/// Notes when civ started (system time, 100-ns units since 1601).
+pub fn set_started(time: u64) {
+    STARTED.store(time, Ordering::Relaxed);
+}
+
+/// When civ started.
+pub fn started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
 
 /// Installs the kernel interface. Call once before any slot is hooked.
 pub fn set_kernel_ops(ops: &'static KernelOps) {
@@ -83,7 +110,8 @@ pub fn clear_originals() {
     }
 }
 
-fn now() -> u64 {
+/// The kernel's timestamp (0 before the kernel interface is installed).
+pub fn now() -> u64 {
     let ops = OPS.load(Ordering::Acquire);
     // SAFETY: OPS is null or a `&'static KernelOps` (set_kernel_ops).
     match unsafe { ops.as_ref() } {

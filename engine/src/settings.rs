@@ -134,14 +134,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            level: 0,
-            action: Action::BugCheck,
-            names: [[0; MAX_NAME]; MAX_TARGETS],
-            lens: [0; MAX_TARGETS],
-            count: 0,
-            notes: Notes(0),
-        }
+        Settings::EMPTY
     }
 }
 
@@ -151,6 +144,16 @@ fn dword(bytes: &[u8]) -> Option<u32> {
 }
 
 impl Settings {
+    /// No flag, no target, bug-check action: civ checks nothing.
+    pub const EMPTY: Settings = Settings {
+        level: 0,
+        action: Action::BugCheck,
+        names: [[0; MAX_NAME]; MAX_TARGETS],
+        lens: [0; MAX_TARGETS],
+        count: 0,
+        notes: Notes(0),
+    };
+
     /// Parses the three values.
     pub fn parse(level: RawValue<'_>, drivers: RawValue<'_>, action: RawValue<'_>) -> Settings {
         let mut s = Settings::default();
@@ -177,6 +180,28 @@ impl Settings {
                 None => s.notes.0 |= Notes::ACTION_UNKNOWN,
             },
             Some(_) => s.notes.0 |= Notes::ACTION_WRONG_TYPE,
+        }
+        s
+    }
+
+    /// Settings from already-parsed parts (civctl's SetSettings request):
+    /// names past MAX_TARGETS or longer than MAX_NAME are noted and left out.
+    pub fn from_parts<'a>(
+        level: u32,
+        action: Action,
+        names: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Settings {
+        let mut s = Settings {
+            level,
+            action,
+            ..Settings::default()
+        };
+        for name in names {
+            if name.is_empty() || name.len() > MAX_NAME {
+                s.notes.0 |= Notes::DRIVERS_BAD_NAME;
+            } else {
+                s.push(name);
+            }
         }
         s
     }

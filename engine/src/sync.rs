@@ -36,3 +36,43 @@ macro_rules! array {
     };
 }
 pub(crate) use array;
+
+/// A spin lock for state touched only at PASSIVE_LEVEL and never on a
+/// hook's path (settings, the table of plans): short critical sections,
+/// no allocation, no kernel object needed.
+#[cfg(not(loom))]
+pub struct SpinLock<T> {
+    locked: core::sync::atomic::AtomicBool,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialized by `locked` (see `with`).
+#[cfg(not(loom))]
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+#[cfg(not(loom))]
+impl<T> SpinLock<T> {
+    /// A new, unlocked lock.
+    pub const fn new(value: T) -> Self {
+        SpinLock {
+            locked: core::sync::atomic::AtomicBool::new(false),
+            value: core::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Runs `f` with the value, holding the lock.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the lock is held: no other `with` runs until it is
+        // released below, so this is the only reference to the value.
+        let r = f(unsafe { &mut *self.value.get() });
+        self.locked.store(false, Ordering::Release);
+        r
+    }
+}

@@ -46,6 +46,10 @@ impl SlotWriter for VecWriter<'_> {
             .copy_from_slice(&value.to_le_bytes());
         Ok(())
     }
+    fn read(&mut self, rva: u32) -> Option<u64> {
+        let at = rva as usize;
+        Some(u64::from_le_bytes(self.0.get(at..at + 8)?.try_into().ok()?))
+    }
 }
 
 const ENTRY_BASE: u64 = 0xFFFF_F805_0000_0000;
@@ -120,7 +124,7 @@ fn round_trip(file: &[u8]) -> BTreeSet<String> {
         );
         assert_eq!(r.already as usize, plan.slots().len());
     }
-    let (restored, failed) = iat::restore(&mut plan, &mut VecWriter(&mut mapped));
+    let (restored, failed) = iat::restore(&mut plan, &mut VecWriter(&mut mapped), entry);
     assert_eq!((restored as usize, failed), (plan.slots().len(), 0));
     assert!(
         mapped == before,
@@ -187,7 +191,10 @@ fn a_slot_pointing_elsewhere_is_a_conflict_and_left_alone() {
     assert_eq!(r.hooked, 0);
     assert!(mapped == before);
     assert!(plan.slots().iter().all(|s| !s.hooked));
-    assert_eq!(iat::restore(&mut plan, &mut VecWriter(&mut mapped)), (0, 0));
+    assert_eq!(
+        iat::restore(&mut plan, &mut VecWriter(&mut mapped), entry),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -198,10 +205,35 @@ fn a_failed_write_is_counted_and_not_restored() {
         fn write(&mut self, _: u32, _: u64) -> Result<(), ()> {
             Err(())
         }
+        fn read(&mut self, _: u32) -> Option<u64> {
+            None
+        }
     }
     let (mapped, _) = mapped_and_bound(&Fixture::Clean.bytes());
     let mut plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
     let r = iat::install(&mut plan, &mut Refuse, entry, |_, v| v);
     assert_eq!(r.failed as usize, plan.slots().len());
-    assert_eq!(iat::restore(&mut plan, &mut Refuse), (0, 0));
+    assert_eq!(iat::restore(&mut plan, &mut Refuse, entry), (0, 0));
+}
+
+#[test]
+fn restore_leaves_a_slot_that_changed_since_alone() {
+    let (mut mapped, _) = mapped_and_bound(&Fixture::Clean.bytes());
+    let mut plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
+    let r = iat::install(&mut plan, &mut VecWriter(&mut mapped), entry, |_, v| v);
+    assert!(r.hooked >= 2);
+    // Someone else rewrote the first slot after civ did.
+    let first = plan.slots()[0];
+    mapped[first.rva as usize..first.rva as usize + 8].copy_from_slice(&0x5555u64.to_le_bytes());
+    let (restored, failed) = iat::restore(&mut plan, &mut VecWriter(&mut mapped), entry);
+    assert_eq!((restored, failed), (r.hooked - 1, 1));
+    assert_eq!(
+        u64::from_le_bytes(
+            mapped[first.rva as usize..first.rva as usize + 8]
+                .try_into()
+                .unwrap()
+        ),
+        0x5555
+    );
+    assert!(plan.slots()[0].hooked, "an unrestored slot stays marked");
 }

@@ -10,7 +10,14 @@ use loom::sync::Arc;
 use loom::thread;
 
 fn ev(offset: u64, arg3: u64) -> Event {
-    Event { counter: Counter::ExecutePoolType, target: 0, api: 2, offset, arg3, arg4: arg3 * 10 }
+    Event {
+        counter: Counter::ExecutePoolType,
+        target: 0,
+        api: 2,
+        offset,
+        arg3,
+        arg4: arg3 * 10,
+    }
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -48,7 +55,10 @@ fn two_writers_same_site_and_a_reader() {
         assert_eq!(sites.len(), 1);
         assert_eq!(sites[0].hits + log.dropped_sites(), 2);
         assert_eq!(log.dropped_sites(), 0);
-        assert_eq!(log.targets().next().unwrap().counters[Counter::ExecutePoolType as usize], 2);
+        assert_eq!(
+            log.targets().next().unwrap().counters[Counter::ExecutePoolType as usize],
+            2
+        );
         let mut seen = 0;
         let (next, lost) = log.events_since(0, 2, |_| seen += 1);
         assert_eq!(next, 2);
@@ -96,7 +106,11 @@ fn a_reader_racing_a_lapping_writer_never_sees_a_torn_event() {
             thread::spawn(move || log.record(ev(0x20, 2), 2))
         };
         if let Some(e) = log.event(0) {
-            assert_eq!((e.event.offset, e.event.arg3, e.event.arg4), (0x10, 1, 10), "torn event 0");
+            assert_eq!(
+                (e.event.offset, e.event.arg3, e.event.arg4),
+                (0x10, 1, 10),
+                "torn event 0"
+            );
         }
         writer.join().unwrap();
         let e = log.event(1).expect("the lapping writer stored event 1");

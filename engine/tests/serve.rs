@@ -1,0 +1,279 @@
+//! civ.sys's pipeline without a kernel: a fixture image, mapped as the
+//! loader maps it, is inspected (image findings recorded, bug check decided)
+//! and hooked; civctl's IOCTLs are served from what was recorded; unhooking
+//! puts every slot back.
+#![cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+
+use civ_engine::attach::{self, InspectError};
+use civ_engine::code::{Code, Counter};
+use civ_engine::iat::SlotWriter;
+use civ_engine::protocol::{self, GetEvents, GetSites, Kind, Request, SetSettings, Targets};
+use civ_engine::runtime::{self, LOG};
+use civ_engine::serve::{self, STATUS_INVALID_DEVICE_REQUEST};
+use civ_engine::settings::{Action, Settings};
+use civ_fixtures::{Fixture, map_image};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct VecWriter<'a>(&'a mut Vec<u8>);
+impl SlotWriter for VecWriter<'_> {
+    type Error = ();
+    fn write(&mut self, rva: u32, value: u64) -> Result<(), ()> {
+        let at = rva as usize;
+        self.0
+            .get_mut(at..at + 8)
+            .ok_or(())?
+            .copy_from_slice(&value.to_le_bytes());
+        Ok(())
+    }
+    fn read(&mut self, rva: u32) -> Option<u64> {
+        let at = rva as usize;
+        Some(u64::from_le_bytes(self.0.get(at..at + 8)?.try_into().ok()?))
+    }
+}
+
+/// A writer a closure can hand out again and again.
+struct SharedWriter(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+impl SlotWriter for SharedWriter {
+    type Error = ();
+    fn write(&mut self, rva: u32, value: u64) -> Result<(), ()> {
+        VecWriter(&mut self.0.borrow_mut()).write(rva, value)
+    }
+    fn read(&mut self, rva: u32) -> Option<u64> {
+        VecWriter(&mut self.0.borrow_mut()).read(rva)
+    }
+}
+
+/// A fixture mapped, with its IAT "bound" to made-up kernel addresses.
+fn bound(f: Fixture) -> Vec<u8> {
+    let mut mapped = map_image(&f.bytes());
+    let plan = {
+        let pe = civ_engine::pe::PeImage::parse(&mapped, civ_engine::pe::Layout::Mapped).unwrap();
+        civ_engine::iat::plan(&pe).unwrap()
+    };
+    for (i, s) in plan.slots().iter().enumerate() {
+        let v = 0xFFFF_F800_2000_0000u64 + i as u64 * 0x10;
+        mapped[s.rva as usize..s.rva as usize + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    mapped
+}
+
+fn request(r: &Request<'_>) -> (u32, Vec<u8>) {
+    let mut buf = vec![0u8; r.encoded_len().unwrap()];
+    r.encode(&mut buf).unwrap();
+    (r.kind().ioctl(), buf)
+}
+
+fn call(r: &Request<'_>, out_len: usize) -> (serve::Answer, Vec<u8>) {
+    let (code, input) = request(r);
+    let mut out = vec![0u8; out_len];
+    let a = serve::handle(code, &input, &mut out);
+    out.truncate(a.bytes);
+    (a, out)
+}
+
+#[test]
+fn inspect_hook_serve_unhook() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    runtime::clear_originals();
+    let mut image = bound(Fixture::WriteExecuteData);
+    let before = image.clone();
+    let base = 0xFFFF_F801_4000_0000u64;
+    let seq = LOG.next_seq();
+    let ins = attach::inspect(&image, base, b"wx_data.sys", true, Action::Log, 7).unwrap();
+    assert_eq!(ins.findings, 1);
+    assert_eq!(ins.bug_check, None, "log mode never asks for a bug check");
+    assert!(ins.plan_error.is_none());
+    let report = attach::hook(ins.target, ins.plan, &mut VecWriter(&mut image));
+    assert_eq!(
+        report.hooked, 3,
+        "ExAllocatePoolWithTag, MmMapLockedPagesSpecifyCache, MmGetSystemRoutineAddress"
+    );
+    assert_ne!(image, before);
+
+    // GetStatus: the target, late, image-checked, its W+X count and slots.
+    let (a, out) = call(&Request::GetStatus, 4096);
+    assert_eq!(a.status, 0);
+    let status = protocol::decode_reply_status(&out).unwrap();
+    let t = status
+        .targets
+        .iter()
+        .find(|t| t.name() == "wx_data.sys")
+        .expect("target listed");
+    assert_eq!(t.base, base);
+    assert_eq!(t.counter(Counter::ExecuteWriteSection), 1);
+    assert_eq!(t.hooked_slots, 3);
+    assert_eq!(
+        t.flags & (protocol::TargetRecord::LATE | protocol::TargetRecord::IMAGE_CHECKED),
+        3
+    );
+
+    // GetEvents: the image finding, with its section header's address.
+    let (a, out) = call(
+        &Request::GetEvents(GetEvents {
+            since_seq: seq,
+            max: 16,
+        }),
+        4096,
+    );
+    assert_eq!(a.status, 0);
+    let events = protocol::decode_reply_events(&out).unwrap();
+    let e = events.events.iter().next().expect("one event");
+    assert_eq!(e.counter, Counter::ExecuteWriteSection);
+    assert_eq!(e.api, protocol::NO_API);
+    assert_eq!(e.time, 7);
+    let pe = civ_engine::pe::PeImage::parse(&before, civ_engine::pe::Layout::Mapped).unwrap();
+    let data = pe.sections().find(|s| s.name() == b".data").unwrap();
+    assert_eq!(
+        (e.offset, e.arg3),
+        (u64::from(data.rva()), base + data.header_offset as u64)
+    );
+
+    // GetSites pages through everything recorded.
+    let (a, out) = call(
+        &Request::GetSites(GetSites {
+            start: 0,
+            max: 1000,
+        }),
+        1 << 16,
+    );
+    assert_eq!(a.status, 0);
+    let sites = protocol::decode_reply_sites(&out).unwrap();
+    assert!(sites.sites.iter().any(|s| s.counter == Counter::ExecuteWriteSection && s.offset == u64::from(data.rva())));
+
+    // Unhooking gives the image back byte for byte.
+    let shared = std::rc::Rc::new(std::cell::RefCell::new(image));
+    let (restored, failed) = attach::unhook_all(|_| Some(SharedWriter(shared.clone())));
+    assert_eq!((restored, failed), (3, 0));
+    assert!(*shared.borrow() == before);
+    assert_eq!(
+        attach::unhook_all(|_| Some(SharedWriter(shared.clone()))),
+        (0, 0),
+        "nothing left hooked"
+    );
+}
+
+#[test]
+fn bugcheck_mode_asks_for_dvs_arguments() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (fixture, code, section) in [
+        (Fixture::WriteExecuteInit, Code::ExecuteWriteSection, "INIT"),
+        (Fixture::LowAlignment, Code::SectionAlignment, ".text"),
+        (Fixture::IatInText, Code::IatInExecutableSection, ".text"),
+    ] {
+        let image = bound(fixture);
+        let base = 0xFFFF_F802_0000_0000u64;
+        let ins = attach::inspect(
+            &image,
+            base,
+            fixture.file_name().as_bytes(),
+            false,
+            Action::BugCheck,
+            0,
+        )
+        .unwrap();
+        let bc = ins
+            .bug_check
+            .unwrap_or_else(|| panic!("{fixture:?}: no bug check"));
+        assert_eq!(bc.code, code);
+        let name_len = bc.section_name.iter().position(|&b| b == 0).unwrap();
+        assert_eq!(
+            &bc.section_name[..name_len],
+            section.as_bytes(),
+            "{fixture:?}"
+        );
+        let pe = civ_engine::pe::PeImage::parse(&image, civ_engine::pe::Layout::Mapped).unwrap();
+        let expected = if code == Code::IatInExecutableSection {
+            base + u64::from(pe.data_directory(civ_engine::pe::DIR_IAT).unwrap().0)
+        } else {
+            base + pe
+                .sections()
+                .find(|s| s.name() == section.as_bytes())
+                .unwrap()
+                .header_offset as u64
+        };
+        assert_eq!(bc.arg3, expected, "{fixture:?}");
+    }
+    // A clean image asks for nothing; an unsupported reloc alone never bug-checks.
+    for f in [Fixture::Clean, Fixture::StraddlingReloc] {
+        let ins =
+            attach::inspect(&bound(f), 0x1000_0000, b"x.sys", false, Action::BugCheck, 0).unwrap();
+        assert_eq!(ins.bug_check, None, "{f:?}");
+    }
+    assert_eq!(
+        attach::inspect(b"MZ", 0, b"x.sys", false, Action::Log, 0).unwrap_err(),
+        InspectError::Pe(civ_engine::pe::PeError::Truncated("DOS header"))
+    );
+}
+
+#[test]
+fn settings_from_civctl_and_bad_requests() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let names = ["a.sys", "vendor*.sys"];
+    let set = Request::SetSettings(SetSettings {
+        verify_level: 0x0200_0000,
+        action: Action::Log,
+        targets: Targets::new(&names),
+    });
+    let (a, out) = call(&set, 64);
+    assert_eq!(a.status, 0);
+    protocol::decode_reply_ack(Kind::SetSettings, &out).unwrap();
+    assert!(runtime::with_settings(
+        |s| s.matches(b"\\SystemRoot\\drivers\\VendorX.sys")
+    ));
+    assert_eq!(runtime::action(), Action::Log);
+    let (_, out) = call(&Request::GetStatus, 4096);
+    let st = protocol::decode_reply_status(&out).unwrap();
+    assert_eq!(
+        (st.head.verify_level, st.head.action),
+        (0x0200_0000, Action::Log)
+    );
+
+    let (a, out) = call(&Request::QueryVersion, 64);
+    assert_eq!(a.status, 0);
+    assert_eq!(
+        protocol::decode_reply_version(&out).unwrap(),
+        serve::DRIVER_VERSION
+    );
+
+    // Not civ's IOCTL.
+    let mut out = [0u8; 64];
+    assert_eq!(
+        serve::handle(0x0022_0000, &[], &mut out),
+        serve::Answer {
+            status: STATUS_INVALID_DEVICE_REQUEST,
+            bytes: 0
+        }
+    );
+    // Short, oversized and malformed inputs: a clear status, a header-only reply.
+    let (code, input) = request(&Request::GetStatus);
+    for bad in [
+        &input[..0],
+        &input[..7],
+        &[input.as_slice(), &[0u8; 9]].concat()[..],
+    ] {
+        let a = serve::handle(code, bad, &mut out);
+        assert_ne!(a.status, 0, "{} bytes accepted", bad.len());
+        assert_eq!(a.bytes, protocol::HEADER_SIZE);
+    }
+    let mut garbled = input.clone();
+    garbled[0] ^= 0xFF;
+    assert_eq!(
+        serve::handle(code, &garbled, &mut out).status,
+        protocol::STATUS_INVALID_PARAMETER
+    );
+    // The IOCTL of one kind with the body of another.
+    let (_, version) = request(&Request::QueryVersion);
+    assert_eq!(
+        serve::handle(code, &version, &mut out).status,
+        protocol::STATUS_INVALID_PARAMETER
+    );
+    // An output buffer too small for even a header.
+    let a = serve::handle(code, &input, &mut [0u8; 4]);
+    assert_eq!((a.status, a.bytes), (protocol::STATUS_BUFFER_TOO_SMALL, 0));
+    // ResetLog is not supported (yet): said so.
+    let (a, _) = call(&Request::ResetLog, 64);
+    assert_eq!(a.status, protocol::STATUS_NOT_SUPPORTED);
+    runtime::set_settings(&Settings::EMPTY);
+}
