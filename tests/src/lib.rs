@@ -1,9 +1,11 @@
 //! Fixture PE images for civ's tests, built from the sources in `fixtures/`
-//! with the toolchain's own `rust-lld`, so that every test runs on real
-//! linker output rather than on hand-made bytes.
+//! with the toolchain's own `rust-lld` (Rust sources), clang and lld-link
+//! (C, with a PDB) or mingw-w64 gcc (C, no PDB), so that every test runs on
+//! real compiler and linker output rather than on hand-made bytes.
 //!
 //! Each [`Fixture`] is one source linked with one set of flags; building is
-//! cached under `target/civ-fixtures` and safe from parallel tests.
+//! cached under `target/civ-fixtures` and safe from parallel tests. The C
+//! toolchains come from Debian's packages (`scripts/setup.sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,11 +31,30 @@ pub enum Fixture {
     IatInTextNoDirectory,
     /// A DIR64 fixup straddling a page: unsupported relocs.
     StraddlingReloc,
+    /// predict.rs: call sites with constant executable, constant NX and
+    /// unknown arguments, for call-site prediction (with a PDB).
+    PredictRust,
+    /// predict.c built with clang and lld-link, with a PDB: calls through
+    /// the IAT, an import thunk, a register, and a tail call.
+    PredictClang,
+    /// predict.c built with mingw-w64 gcc (DWARF, so no PDB).
+    PredictMingw,
+}
+
+/// What builds a fixture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toolchain {
+    /// rustc for the MSVC target, linked by rust-lld.
+    Rust,
+    /// clang for the MSVC target, linked by lld-link, CodeView debug info.
+    Clang,
+    /// x86_64-w64-mingw32-gcc and its ld.
+    Mingw,
 }
 
 impl Fixture {
     /// Every fixture.
-    pub const ALL: [Fixture; 7] = [
+    pub const ALL: [Fixture; 10] = [
         Fixture::Clean,
         Fixture::WriteExecuteData,
         Fixture::WriteExecuteInit,
@@ -41,6 +62,16 @@ impl Fixture {
         Fixture::IatInText,
         Fixture::IatInTextNoDirectory,
         Fixture::StraddlingReloc,
+        Fixture::PredictRust,
+        Fixture::PredictClang,
+        Fixture::PredictMingw,
+    ];
+
+    /// The fixtures for call-site prediction.
+    pub const PREDICT: [Fixture; 3] = [
+        Fixture::PredictRust,
+        Fixture::PredictClang,
+        Fixture::PredictMingw,
     ];
 
     /// The file name of the built image.
@@ -53,19 +84,55 @@ impl Fixture {
             Fixture::IatInText => "iat_text.sys",
             Fixture::IatInTextNoDirectory => "iat_text_nodir.sys",
             Fixture::StraddlingReloc => "straddle.sys",
+            Fixture::PredictRust => "predict_rust.sys",
+            Fixture::PredictClang => "predict_clang.sys",
+            Fixture::PredictMingw => "predict_mingw.sys",
+        }
+    }
+
+    /// The toolchain that builds the fixture.
+    pub fn toolchain(self) -> Toolchain {
+        match self {
+            Fixture::PredictClang => Toolchain::Clang,
+            Fixture::PredictMingw => Toolchain::Mingw,
+            _ => Toolchain::Rust,
         }
     }
 
     fn source(self) -> &'static str {
         match self {
             Fixture::StraddlingReloc => "straddle.rs",
+            Fixture::PredictRust => "predict.rs",
+            Fixture::PredictClang | Fixture::PredictMingw => "predict.c",
             _ => "hvci_probe.rs",
+        }
+    }
+
+    /// The fixture's source file.
+    pub fn source_path(self) -> PathBuf {
+        let lang = match self.toolchain() {
+            Toolchain::Rust => "rust",
+            Toolchain::Clang | Toolchain::Mingw => "c",
+        };
+        source_dir().join(lang).join(self.source())
+    }
+
+    /// The PDB built beside the image, for toolchains that write one
+    /// (builds the fixture first).
+    pub fn pdb_path(self) -> Option<PathBuf> {
+        match self.toolchain() {
+            Toolchain::Rust | Toolchain::Clang => Some(self.path().with_extension("pdb")),
+            Toolchain::Mingw => None,
         }
     }
 
     fn link_args(self) -> &'static [&'static str] {
         match self {
-            Fixture::Clean | Fixture::StraddlingReloc => &[],
+            Fixture::Clean
+            | Fixture::StraddlingReloc
+            | Fixture::PredictRust
+            | Fixture::PredictClang
+            | Fixture::PredictMingw => &[],
             Fixture::WriteExecuteData => &["/SECTION:.data,ERW"],
             Fixture::WriteExecuteInit => &["/SECTION:INIT,ERW"],
             Fixture::LowAlignment => &["/ALIGN:0x200", "/FILEALIGN:0x200"],
@@ -102,16 +169,238 @@ pub fn source_dir() -> PathBuf {
 }
 
 fn build(fixture: Fixture) -> Result<PathBuf, String> {
+    if fixture.toolchain() != Toolchain::Rust {
+        return build_c(fixture);
+    }
+    build_rust(
+        fixture.file_name(),
+        fixture.source(),
+        &[],
+        fixture.link_args(),
+        |tmp| {
+            if fixture == Fixture::IatInTextNoDirectory {
+                clear_data_directory(tmp, 12)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Runs a build command; its output becomes the error, with a hint.
+fn run(cmd: &mut Command, hint: &str) -> Result<(), String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let output = cmd
+        .output()
+        .map_err(|e| format!("cannot run {program} ({hint}): {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} failed ({hint}):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// What to do when a C toolchain is missing.
+const C_HINT: &str = "scripts/setup.sh installs the C toolchains: apt-get install clang lld llvm gcc-mingw-w64-x86-64";
+
+/// Builds a C fixture (clang + lld-link with a PDB, or mingw-w64 gcc),
+/// importing from ntoskrnl.exe through an import library made from
+/// fixtures/c/ntoskrnl.def.
+fn build_c(fixture: Fixture) -> Result<PathBuf, String> {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(fixture.file_name());
     if out.exists() {
         return Ok(out);
     }
+    let tmp_dir = tempdir_in(&dir)?;
+    let tmp = tmp_dir.join(fixture.file_name());
+    let built = match fixture.toolchain() {
+        Toolchain::Mingw => build_mingw(fixture, &tmp_dir, &tmp),
+        _ => build_clang(fixture, &tmp_dir, &tmp),
+    };
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&tmp_dir);
+        return Err(e);
+    }
+    // The PDB first: a test that sees the image also finds its PDB.
+    let _ = std::fs::rename(tmp.with_extension("pdb"), out.with_extension("pdb"));
+    std::fs::rename(&tmp, &out).map_err(|e| format!("cannot move the image into place: {e}"))?;
+    let _ = std::fs::remove_dir_all(&tmp_dir);
+    Ok(out)
+}
+
+fn ntoskrnl_def() -> PathBuf {
+    source_dir().join("c").join("ntoskrnl.def")
+}
+
+fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), String> {
+    let lib = tmp_dir.join("ntoskrnl.lib");
+    let obj = tmp_dir.join("fixture.obj");
+    run(
+        Command::new("llvm-dlltool")
+            .args(["-m", "i386:x86-64", "-d"])
+            .arg(ntoskrnl_def())
+            .arg("-l")
+            .arg(&lib),
+        C_HINT,
+    )?;
+    run(
+        Command::new("clang")
+            .args([
+                "--target=x86_64-pc-windows-msvc",
+                "-O2",
+                "-g",
+                "-gcodeview",
+                "-ffreestanding",
+                "-fno-stack-protector",
+                "-fno-builtin",
+                "-masm=intel",
+                "-c",
+            ])
+            .arg(fixture.source_path())
+            .arg("-o")
+            .arg(&obj),
+        C_HINT,
+    )?;
+    let mut pdb = std::ffi::OsString::from("/pdb:");
+    pdb.push(tmp.with_extension("pdb"));
+    let mut out = std::ffi::OsString::from("/out:");
+    out.push(tmp);
+    run(
+        Command::new("lld-link")
+            .args([
+                "/nologo",
+                "/driver",
+                "/subsystem:native",
+                "/entry:DriverEntry",
+                "/nodefaultlib",
+                "/debug",
+            ])
+            .arg(pdb)
+            .arg(out)
+            .arg(&obj)
+            .arg(&lib),
+        C_HINT,
+    )
+}
+
+fn build_mingw(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), String> {
+    let lib = tmp_dir.join("libntoskrnl.a");
+    run(
+        Command::new("x86_64-w64-mingw32-dlltool")
+            .arg("-d")
+            .arg(ntoskrnl_def())
+            .args(["-D", "ntoskrnl.exe", "-l"])
+            .arg(&lib),
+        C_HINT,
+    )?;
+    run(
+        Command::new("x86_64-w64-mingw32-gcc")
+            .args([
+                "-O2",
+                "-masm=intel",
+                "-ffreestanding",
+                "-fno-stack-protector",
+                "-nostdlib",
+                "-shared",
+                "-Wl,--subsystem,native",
+                "-Wl,-e,DriverEntry",
+                "-o",
+            ])
+            .arg(tmp)
+            .arg(fixture.source_path())
+            .arg(&lib),
+        C_HINT,
+    )
+}
+
+/// The catalog APIs Wine 8's ntoskrnl exports, each called by a
+/// `call_<API>.sys` fixture (the others abort a Wine host when imported).
+pub const WINE_APIS: [&str; 10] = [
+    "ExAllocatePool",
+    "ExAllocatePoolWithTag",
+    "ExAllocatePoolWithQuota",
+    "ExAllocatePoolWithQuotaTag",
+    "ExAllocatePoolWithTagPriority",
+    "ExInitializeNPagedLookasideList",
+    "MmProtectMdlSystemAddress",
+    "MmMapLockedPagesSpecifyCache",
+    "MmMapLockedPages",
+    "MmGetSystemRoutineAddress",
+];
+
+/// A target driver that calls `api` from DriverEntry with an NX argument,
+/// then an executable one (tests/fixtures/rust/target_call.rs).
+pub fn call_fixture(api: &str) -> PathBuf {
+    let name = format!("call_{api}.sys");
+    let cfg = format!("api=\"{api}\"");
+    build_rust(&name, "target_call.rs", &[&cfg], &[], |_| Ok(()))
+        .unwrap_or_else(|e| panic!("cannot build fixture {name}: {e}"))
+}
+
+/// The C target driver (tests/fixtures/c/pool_c.c), built with mingw-w64:
+/// NX pool, then executable pool, through ExAllocatePoolWithTag.
+pub fn c_fixture() -> PathBuf {
+    let name = "pool_c.sys";
+    let out = out_dir().join(name);
+    if out.exists() {
+        return out;
+    }
+    let result = (|| {
+        let dir = tempdir_in(&out_dir())?;
+        let tmp = dir.join(name);
+        let output = Command::new("x86_64-w64-mingw32-gcc")
+            .args([
+                "-O1",
+                "-nostdlib",
+                "-shared",
+                "-Wl,--subsystem,native",
+                "-Wl,-e,DriverEntry",
+                "-o",
+            ])
+            .arg(&tmp)
+            .arg(source_dir().join("c/pool_c.c"))
+            .arg("-lntoskrnl")
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run x86_64-w64-mingw32-gcc (apt-get install gcc-mingw-w64-x86-64): {e}"
+                )
+            })?;
+        if !output.status.success() {
+            return Err(format!(
+                "mingw failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        std::fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(out.clone())
+    })();
+    result.unwrap_or_else(|e: String| panic!("cannot build fixture {name}: {e}"))
+}
+
+fn build_rust(
+    file_name: &str,
+    source: &str,
+    cfgs: &[&str],
+    link_args: &[&str],
+    post: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let out = dir.join(file_name);
+    if out.exists() {
+        return Ok(out);
+    }
     // Build under a unique name, then rename: parallel tests never see a
     // half-written image.
     let tmp_dir = tempdir_in(&dir)?;
-    let tmp = tmp_dir.join(fixture.file_name());
+    let tmp = tmp_dir.join(file_name);
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let mut cmd = Command::new(rustc);
     cmd.args([
@@ -142,13 +431,9 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
         ]
         .map(|a| format!("-Clink-arg={a}")),
     )
-    .args(
-        fixture
-            .link_args()
-            .iter()
-            .map(|a| format!("-Clink-arg={a}")),
-    )
-    .arg(source_dir().join("rust").join(fixture.source()))
+    .args(link_args.iter().map(|a| format!("-Clink-arg={a}")))
+    .args(cfgs.iter().flat_map(|c| ["--cfg", c]))
+    .arg(source_dir().join("rust").join(source))
     .arg("-o")
     .arg(&tmp);
     let output = cmd.output().map_err(|e| format!("cannot run rustc: {e}"))?;
@@ -159,9 +444,7 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    if fixture == Fixture::IatInTextNoDirectory {
-        clear_data_directory(&tmp, 12)?;
-    }
+    post(&tmp)?;
     // The PDB goes along for the tests that symbolize addresses.
     let _ = std::fs::rename(tmp.with_extension("pdb"), out.with_extension("pdb"));
     std::fs::rename(&tmp, &out).map_err(|e| format!("cannot move the image into place: {e}"))?;

@@ -1,0 +1,157 @@
+//! The WDM shell: DriverEntry, the control device, IRP dispatch, unload.
+//! Built on Linux with rust-lld (`cargo wdm`) and run under Wine; it also
+//! serves anyone who wants civ.sys without the WDK.
+
+use crate::civ;
+use crate::log;
+use crate::nt::{self, security};
+use civ_engine::protocol::{DEVICE_NAME, DOS_NAME, MAX_REQUEST_SIZE, STATUS_INVALID_PARAMETER};
+use civ_engine::sync::SpinLock;
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
+use windows_sys::Wdk::System::SystemServices::{IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink, IofCompleteRequest};
+use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
+
+const IRP_MJ_CREATE: usize = 0x00;
+const IRP_MJ_CLOSE: usize = 0x02;
+const IRP_MJ_DEVICE_CONTROL: usize = 0x0E;
+const FILE_DEVICE_UNKNOWN: u32 = 0x22;
+const FILE_DEVICE_SECURE_OPEN: u32 = 0x100;
+const STATUS_SUCCESS: NTSTATUS = 0;
+
+static DEVICE: &[u16] = crate::utf16!(DEVICE_NAME);
+static LINK: &[u16] = crate::utf16!(DOS_NAME);
+
+/// IOCTL input is copied out of the shared system buffer first, because
+/// the reply is written into that same buffer.
+static REQUEST: SpinLock<[u8; MAX_REQUEST_SIZE]> = SpinLock::new([0; MAX_REQUEST_SIZE]);
+
+/// The driver's entry point.
+///
+/// # Safety
+/// Called by the I/O manager with a valid driver object and registry path.
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRING) -> NTSTATUS {
+    civ::prepare();
+    let device_name = nt::unicode(DEVICE);
+    let link_name = nt::unicode(LINK);
+    let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
+    // SAFETY: a valid driver object and device name; `device` receives the
+    // new object.
+    let status = unsafe { IoCreateDevice(driver, 0, &device_name, FILE_DEVICE_UNKNOWN, FILE_DEVICE_SECURE_OPEN, false, &mut device) };
+    if status < 0 {
+        log!("cannot create the control device ({status:#x})");
+        return status;
+    }
+    if let Err(s) = security::restrict_to_admins(device) {
+        log!("cannot restrict the control device to administrators ({s:#x}); it keeps the default descriptor");
+    }
+    // SAFETY: valid names; the link is deleted at unload.
+    let status = unsafe { IoCreateSymbolicLink(&link_name, &device_name) };
+    if status < 0 {
+        log!("cannot create the DOS link for civctl ({status:#x})");
+    }
+    // SAFETY: the driver object is ours to fill during DriverEntry.
+    unsafe {
+        (*driver).MajorFunction[IRP_MJ_CREATE] = Some(create_close);
+        (*driver).MajorFunction[IRP_MJ_CLOSE] = Some(create_close);
+        (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] = Some(device_control);
+        (*driver).DriverUnload = Some(unload);
+    }
+    // SAFETY: the registry path is valid during DriverEntry.
+    match unsafe { registry_path.as_ref() } {
+        Some(path) => {
+            civ::start(path);
+        }
+        None => log!("no registry path: civ checks nothing"),
+    }
+    STATUS_SUCCESS
+}
+
+/// Completes an IRP with a status and a byte count.
+///
+/// # Safety
+/// `irp` is a valid IRP this driver owns.
+unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) -> NTSTATUS {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (*irp).IoStatus.Anonymous.Status = status;
+        (*irp).IoStatus.Information = information;
+        IofCompleteRequest(irp, 0);
+    }
+    status
+}
+
+unsafe extern "system" fn create_close(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: the I/O manager passes a valid IRP.
+    unsafe { complete(irp, STATUS_SUCCESS, 0) }
+}
+
+/// IO_STACK_LOCATION.Parameters.DeviceIoControl as wdm.h lays it out: its
+/// ULONGs are POINTER_ALIGNMENT (8 bytes on x64), which windows-sys'
+/// IO_STACK_LOCATION_0_16 leaves out (it packs them at 0, 4, 8; the kernel
+/// puts them at 0, 8, 16).
+#[repr(C)]
+struct DeviceIoControlParameters {
+    output_length: u32,
+    _pad0: u32,
+    input_length: u32,
+    _pad1: u32,
+    code: u32,
+    _pad2: u32,
+    type3_input: *mut core::ffi::c_void,
+}
+
+const _: () = assert!(core::mem::size_of::<DeviceIoControlParameters>() == 32);
+
+/// The DEVICE_CONTROL parameters of a stack location.
+///
+/// # Safety
+/// `stack` is the current stack location of a DEVICE_CONTROL IRP.
+unsafe fn device_io_control(stack: *const windows_sys::Wdk::Foundation::IO_STACK_LOCATION) -> DeviceIoControlParameters {
+    // SAFETY: Parameters is a union at least 32 bytes long, 8-aligned,
+    // holding the DeviceIoControl member for this IRP.
+    unsafe { core::ptr::addr_of!((*stack).Parameters).cast::<DeviceIoControlParameters>().read() }
+}
+
+unsafe extern "system" fn device_control(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: the I/O manager passes a valid IRP whose current stack
+    // location describes this DEVICE_CONTROL request (METHOD_BUFFERED: one
+    // system buffer of max(input, output) bytes).
+    unsafe {
+        let stack = (*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation;
+        let params = device_io_control(stack);
+        let buffer = (*irp).AssociatedIrp.SystemBuffer.cast::<u8>();
+        let (in_len, out_len) = (params.input_length as usize, params.output_length as usize);
+        if buffer.is_null() && (in_len > 0 || out_len > 0) {
+            return complete(irp, STATUS_INVALID_PARAMETER as NTSTATUS, 0);
+        }
+        let answer = REQUEST.with(|request| {
+            let take = in_len.min(MAX_REQUEST_SIZE);
+            if take > 0 {
+                request[..take].copy_from_slice(core::slice::from_raw_parts(buffer, take));
+            }
+            let output: &mut [u8] = if out_len == 0 { &mut [] } else { core::slice::from_raw_parts_mut(buffer, out_len) };
+            // Input longer than any request: its size field cannot match, so
+            // the engine answers "invalid parameter" from what it sees.
+            let input = if in_len > MAX_REQUEST_SIZE { &request[..0] } else { &request[..take] };
+            civ::ioctl(params.code, input, output)
+        });
+        complete(irp, answer.status as NTSTATUS, answer.bytes)
+    }
+}
+
+unsafe extern "system" fn unload(driver: *const DRIVER_OBJECT) {
+    let failed = civ::stop();
+    if failed > 0 {
+        log!("{failed} slot(s) still point into civ: their drivers may crash when they call those APIs");
+    }
+    let link_name = nt::unicode(LINK);
+    // SAFETY: the link and device created in DriverEntry.
+    unsafe {
+        IoDeleteSymbolicLink(&link_name);
+        let device = (*driver).DeviceObject;
+        if !device.is_null() {
+            IoDeleteDevice(device);
+        }
+    }
+}
