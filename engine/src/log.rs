@@ -252,7 +252,8 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
     }
 
     /// Registers a target image; returns its index. The name is cut to
-    /// [`NAME_LEN`] bytes.
+    /// [`NAME_LEN`] bytes. A loaded target whose range overlaps is taken as
+    /// unloaded (an image now lives where it was).
     pub fn register_target(
         &self,
         name: &[u8],
@@ -260,6 +261,18 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         size: u64,
         flags: u32,
     ) -> Result<u8, RegisterError> {
+        for slot in &self.targets {
+            let (b, s) = (
+                slot.base.load(Ordering::Relaxed),
+                slot.size.load(Ordering::Relaxed),
+            );
+            if slot.state.load(Ordering::Acquire) == READY
+                && base < b.saturating_add(s)
+                && b < base.saturating_add(size)
+            {
+                slot.flags.fetch_or(TARGET_UNLOADED, Ordering::Relaxed);
+            }
+        }
         let count = T.min(usize::from(TARGET_UNKNOWN));
         for (i, slot) in self.targets.iter().enumerate().take(count) {
             if slot

@@ -77,6 +77,12 @@ pub enum PeError {
     },
     /// The base relocation directory is malformed.
     Relocations(object::read::Error),
+    /// More imports than any real image has: the import table is hostile
+    /// (descriptors sharing one long thunk list, for one).
+    TooManyImports {
+        /// The limit.
+        limit: u32,
+    },
 }
 
 impl fmt::Display for PeError {
@@ -121,6 +127,12 @@ impl fmt::Display for PeError {
                 write!(f, "{what} at RVA {rva:#x} is outside the image")
             }
             PeError::Relocations(e) => write!(f, "malformed base relocations: {e}"),
+            PeError::TooManyImports { limit } => {
+                write!(
+                    f,
+                    "the import table lists more than {limit} imports: not a real image's"
+                )
+            }
         }
     }
 }
@@ -146,8 +158,10 @@ pub const REL_BASED_DIR64: u16 = 10;
 
 /// Import descriptors past this many are taken as garbage, not imports.
 const MAX_IMPORT_MODULES: usize = 4096;
-/// Thunks past this many in one module are taken as garbage.
-const MAX_THUNKS: usize = 1 << 16;
+/// Imports past this many in the whole table are taken as garbage: the
+/// budget is shared by all descriptors, since hostile descriptors can all
+/// point at one long thunk list.
+const MAX_THUNKS: u32 = 1 << 16;
 /// Longest module or function name read.
 const MAX_NAME: usize = 1024;
 
@@ -493,7 +507,19 @@ impl<'a> PeImage<'a> {
 
     /// The section that covers an RVA.
     pub fn section_containing(&self, rva: u32) -> Option<Section<'a>> {
-        self.sections().find(|s| s.contains(rva))
+        // `validate` guarantees ascending, non-overlapping sections, so a
+        // binary search finds the only candidate: hostile images with
+        // thousands of sections cost log(n) per lookup, not n.
+        let headers = self.sections.iter().as_slice();
+        let after = headers.partition_point(|h| h.virtual_address.get(LE) <= rva);
+        let index = after.checked_sub(1)?;
+        let header = headers.get(index)?;
+        let s = Section {
+            index,
+            header_offset: self.section_table_offset + index * pe::IMAGE_SIZEOF_SECTION_HEADER,
+            header,
+        };
+        s.contains(rva).then_some(s)
     }
 
     /// A data directory's (RVA, size), `None` when absent or empty.
@@ -509,7 +535,13 @@ impl<'a> PeImage<'a> {
         let bad = PeError::BadRva { what, rva };
         let offset = match self.layout {
             Layout::Mapped => rva as usize,
-            Layout::File if rva < self.size_of_headers => rva as usize,
+            // A section covering the RVA wins over the headers, even where
+            // SizeOfHeaders claims more than the first section leaves.
+            Layout::File
+                if rva < self.size_of_headers && self.section_containing(rva).is_none() =>
+            {
+                rva as usize
+            }
             Layout::File => {
                 let s = self.section_containing(rva).ok_or(bad)?;
                 let within = rva - s.rva();
@@ -591,9 +623,10 @@ impl<'a> PeImage<'a> {
     /// in a mapped, bound image holds addresses: such modules are skipped).
     pub fn for_each_import(&self, mut f: impl FnMut(Import<'a>)) -> Result<(), PeError> {
         let mut result = Ok(());
+        let mut budget = MAX_THUNKS;
         self.for_each_import_module(|m| {
             if result.is_ok() {
-                result = self.walk_thunks(m, &mut f);
+                result = self.walk_thunks(m, &mut budget, &mut f);
             }
         })?;
         result
@@ -602,6 +635,7 @@ impl<'a> PeImage<'a> {
     fn walk_thunks(
         &self,
         m: ImportModule<'a>,
+        budget: &mut u32,
         f: &mut impl FnMut(Import<'a>),
     ) -> Result<(), PeError> {
         let names_from = match (m.original_first_thunk, self.layout) {
@@ -611,7 +645,10 @@ impl<'a> PeImage<'a> {
         };
         let size: u32 = if self.is_64 { 8 } else { 4 };
         let ordinal_flag: u64 = if self.is_64 { 1 << 63 } else { 1 << 31 };
-        for i in 0..MAX_THUNKS as u32 {
+        for i in 0.. {
+            *budget = budget
+                .checked_sub(1)
+                .ok_or(PeError::TooManyImports { limit: MAX_THUNKS })?;
             let bad = PeError::BadRva {
                 what: "import thunk",
                 rva: names_from,
@@ -624,12 +661,17 @@ impl<'a> PeImage<'a> {
             let name = if thunk & ordinal_flag != 0 {
                 ImportName::Ordinal(thunk as u16)
             } else {
-                // Hint (2 bytes), then the name.
-                let hint_name = (thunk & 0x7FFF_FFFF) as u32;
-                let at = hint_name.checked_add(2).ok_or(PeError::BadRva {
+                // Hint (2 bytes), then the name. A name RVA is 31 bits; any
+                // other bit set (bits 31..62 in PE32+) points nowhere.
+                let bad_name = PeError::BadRva {
                     what: "import name",
-                    rva: hint_name,
-                })?;
+                    rva: thunk as u32,
+                };
+                let hint_name = u32::try_from(thunk)
+                    .ok()
+                    .filter(|r| r & 0x8000_0000 == 0)
+                    .ok_or(bad_name)?;
+                let at = hint_name.checked_add(2).ok_or(bad_name)?;
                 ImportName::Name(self.c_string_at(at, "import name")?)
             };
             f(Import {
