@@ -12,4 +12,17 @@ for t in x86_64-pc-windows-msvc; do
 done
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
+# C fixture drivers: clang, lld-link and llvm-dlltool (CodeView, so a PDB),
+# and mingw-w64 gcc (no PDB). Debian's packages, installed only if missing.
+need=()
+command -v clang >/dev/null || need+=(clang)
+command -v lld-link >/dev/null || need+=(lld)
+command -v llvm-dlltool >/dev/null || need+=(llvm)
+command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
 "$root/scripts/fetch-test-data.sh"

@@ -25,9 +25,13 @@ pub enum TextOrJson {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check driver images statically: what DV's code integrity option (0x2003-0x2005)
-    /// would say, and which imports civ hooks at run time.
+    /// would say, which imports civ hooks at run time, and, in x64 code, each
+    /// call to a hooked import with the checked argument where it is a
+    /// constant: the 0x2000-0x2002 violations DV would report at run time.
     ///
-    /// Exit status: 0 all clean, 1 findings, 2 a path or file could not be scanned.
+    /// Exit status: 0 all clean, 1 findings (predicted violations included;
+    /// call sites whose argument is unknown are not findings), 2 a path or
+    /// file could not be scanned.
     Scan {
         /// Files and folders (folders are searched recursively for .sys files).
         #[arg(required = true)]
@@ -38,6 +42,15 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: scan::Format,
+        /// A PDB to locate addresses in the source with (function, file:line);
+        /// used for the images it matches (GUID and age). May be repeated.
+        /// Without it, `<image>.pdb` beside each image is used when it matches.
+        #[arg(long = "pdb", value_name = "FILE")]
+        pdbs: Vec<PathBuf>,
+        /// In the human report, list every predicted call site, the clean ones
+        /// too (by default: violations and unknowns).
+        #[arg(long)]
+        all_sites: bool,
     },
     /// Explain a bug check 0xC4 code integrity violation: `civctl decode C4 2000 <a2> <a3> <a4>`.
     ///
@@ -70,10 +83,29 @@ fn run(cli: Cli) -> u8 {
             paths,
             all_pe,
             format,
+            pdbs,
+            all_sites,
         } => {
+            // A PDB named on the command line that cannot be read is a
+            // usage error, reported before anything is scanned.
+            let mut loaded = Vec::new();
+            for p in &pdbs {
+                match crate::symbols::Symbols::load(p) {
+                    Ok(s) => loaded.push(s),
+                    Err(e) => {
+                        eprintln!("civctl scan: --pdb {e}");
+                        return 2;
+                    }
+                }
+            }
+            let options = scan::Options {
+                all_pe,
+                pdbs: loaded,
+                all_sites,
+            };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            scan::run(&paths, all_pe, format, &mut out)
+            scan::run_with(&paths, format, &options, &mut out)
         }
         Command::Decode { values, format } => match decode::decode_values(&values) {
             Ok(d) => {

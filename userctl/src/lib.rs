@@ -3,7 +3,12 @@
 //! - [`scan`]: the static checks of .sys files and folders (DV's 0x2003–0x2005
 //!   and the imports civ hooks), with human, JSON and SARIF output.
 //! - [`decode`]: explains a bug check 0xC4 code-integrity violation.
+//! - [`predict`]: call sites of hooked imports found in x64 code, with the
+//!   checked argument where it is a constant, judged by the engine.
+//! - [`symbols`]: PDB lookups (address to function and file:line).
 //! - [`cli`]: the command line.
 pub mod cli;
 pub mod decode;
+pub mod predict;
 pub mod scan;
+pub mod symbols;

@@ -41,6 +41,10 @@ fn sarif_is_valid_and_complete() {
         Fixture::LowAlignment,
         Fixture::IatInText,
         Fixture::StraddlingReloc,
+        // Predicted violations, located in the source (clang, with a PDB)
+        // and in the image (mingw, without).
+        Fixture::PredictClang,
+        Fixture::PredictMingw,
     ];
     args.extend(fixtures.iter().map(|f| f.path().into_os_string()));
     args.push(bad.clone().into_os_string());
@@ -71,7 +75,9 @@ fn sarif_is_valid_and_complete() {
         ]
     );
     let results = run["results"].as_array().unwrap();
-    for id in ["0x2003", "0x2004", "0x2005", "relocs"] {
+    for id in [
+        "0x2000", "0x2001", "0x2002", "0x2003", "0x2004", "0x2005", "relocs",
+    ] {
         assert!(results.iter().any(|r| r["ruleId"] == id), "no {id} result");
     }
     for r in results {

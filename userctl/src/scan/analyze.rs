@@ -1,6 +1,7 @@
 //! One file's scan: the engine's image checks and hooked imports, turned
 //! into a serializable [`FileReport`]. Pure: bytes in, report out.
 
+use crate::predict::{self, PredictedSite, Verdict};
 use civ_engine::code::Counter;
 use civ_engine::image::{self, Detail};
 use civ_engine::pe::{Layout, PeImage};
@@ -38,12 +39,33 @@ pub struct FileReport {
     /// Why the file could not be scanned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The call sites of hooked imports found in the code, with the checked
+    /// argument where it is a constant (docs/scan-json.md). Absent for
+    /// images whose code is not decoded (not AMD64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<Vec<PredictedSite>>,
+    /// The PDB that located the addresses in the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdb: Option<String>,
+    /// Why no PDB was used, when one was given or found but could not be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdb_error: Option<String>,
 }
 
 impl FileReport {
-    /// Does the file have findings?
+    /// Does the file have findings? Image findings and predicted
+    /// violations count; call sites whose argument is unknown do not.
     pub fn has_findings(&self) -> bool {
-        !self.findings.is_empty()
+        !self.findings.is_empty() || self.predicted_count(Verdict::Violation) > 0
+    }
+
+    /// How many predicted call sites have this verdict.
+    pub fn predicted_count(&self, verdict: Verdict) -> usize {
+        self.predicted
+            .iter()
+            .flatten()
+            .filter(|s| s.verdict == verdict)
+            .count()
     }
 }
 
@@ -67,6 +89,24 @@ pub struct Finding {
     /// True for 0x2003 on the discardable INIT section.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Where `rva` is in the source, when a PDB places it in a function
+    /// (a straddling relocation inside code).
+    #[serde(flatten)]
+    pub location: SourceLocation,
+}
+
+/// A function and source line, from a PDB.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SourceLocation {
+    /// The function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The source file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
 }
 
 /// Machine names as `dumpbin` prints them.
@@ -137,10 +177,21 @@ pub fn sha256_hex(data: &[u8]) -> String {
     s
 }
 
-/// Scans one file's bytes (file layout).
+/// Scans one file's bytes (file layout): the image checks and the
+/// predicted call sites.
 pub fn analyze(path: String, data: &[u8]) -> FileReport {
     let mut report = analyze_unhashed(path, data);
     report.sha256 = sha256_hex(data);
+    if report.error.is_none()
+        && let Ok(pe) = PeImage::parse(data, Layout::File)
+    {
+        // The import table was read without error above, so this is not
+        // expected to fail; if it does, the sites are left out.
+        report.predicted = predict::predict(&pe)
+            .ok()
+            .flatten()
+            .map(|sites| sites.iter().map(PredictedSite::from_site).collect());
+    }
     report
 }
 
@@ -158,6 +209,9 @@ pub fn analyze_unhashed(path: String, data: &[u8]) -> FileReport {
         hooked_imports: Vec::new(),
         dynamic_lookup: false,
         error: None,
+        predicted: None,
+        pdb: None,
+        pdb_error: None,
     };
     if let Err(e) = fill(&mut report, data) {
         report.error = Some(e.to_string());
@@ -186,6 +240,7 @@ fn fill(report: &mut FileReport, data: &[u8]) -> Result<(), civ_engine::pe::PeEr
                 section,
                 rva: f.rva,
                 init: matches!(f.detail, Detail::WriteExecute { init: true }),
+                location: SourceLocation::default(),
             }
         })
         .collect();

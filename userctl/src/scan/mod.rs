@@ -1,8 +1,10 @@
 //! `civctl scan`: finds the files, scans them in parallel, prints a report.
 //!
-//! Exit status: 0 when every file is clean, 1 when any has findings, 2 when
-//! a path could not be read or a file is not a readable PE image (the other
-//! files are still scanned and reported).
+//! Exit status: 0 when every file is clean, 1 when any has findings (image
+//! findings or predicted violations at call sites; call sites whose
+//! argument is unknown do not count), 2 when a path could not be read or a
+//! file is not a readable PE image (the other files are still scanned and
+//! reported).
 
 pub mod analyze;
 pub mod discover;
@@ -10,7 +12,10 @@ pub mod human;
 pub mod json;
 pub mod sarif;
 
+use crate::predict::Verdict;
+use crate::symbols::{self, Symbols};
 use analyze::FileReport;
+use civ_engine::pe::{Layout, PeImage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use std::io::{IsTerminal, Read, Write};
@@ -33,11 +38,69 @@ pub const MAX_FILE_SIZE: u64 = 1 << 30;
 /// Show a progress bar from this many files on.
 const PROGRESS_MIN_FILES: usize = 32;
 
+/// What `civctl scan` does besides finding and checking files.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// In folders, take every PE image, not only .sys files.
+    pub all_pe: bool,
+    /// PDBs given with `--pdb`, each used for the images it matches.
+    pub pdbs: Vec<Symbols>,
+    /// Show every predicted call site in the human report, not only
+    /// violations and unknowns.
+    pub all_sites: bool,
+}
+
 /// Reads and scans one file; a read failure becomes the report's error.
 pub fn scan_file(path: &Path) -> FileReport {
+    scan_file_with(path, &Options::default())
+}
+
+/// Places the report's addresses in the source, with the PDB given for
+/// the image or found beside it.
+fn symbolize(report: &mut FileReport, path: &Path, data: &[u8], options: &Options) {
+    let Ok(pe) = PeImage::parse(data, Layout::File) else {
+        return;
+    };
+    let found = match symbols::find_for_image(path, &pe, &options.pdbs) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            report.pdb_error = Some(e);
+            return;
+        }
+    };
+    report.pdb = Some(found.path.display().to_string());
+    for site in report.predicted.iter_mut().flatten() {
+        let loc = found.lookup(site.rva);
+        site.function = loc.function;
+        site.file = loc.file;
+        site.line = loc.line;
+    }
+    // Only a relocation can be inside a function; the other findings are
+    // about sections and the IAT.
+    for f in report.findings.iter_mut().filter(|f| f.code == "relocs") {
+        let loc = found.lookup(f.rva);
+        if loc.function.is_some() {
+            f.location = analyze::SourceLocation {
+                function: loc.function,
+                file: loc.file,
+                line: loc.line,
+            };
+        }
+    }
+}
+
+/// Reads and scans one file with the options' symbols.
+pub fn scan_file_with(path: &Path, options: &Options) -> FileReport {
     let shown = path.display().to_string();
     match read_limited(path) {
-        Ok(data) => analyze::analyze(shown, &data),
+        Ok(data) => {
+            let mut report = analyze::analyze(shown, &data);
+            if report.error.is_none() {
+                symbolize(&mut report, path, &data, options);
+            }
+            report
+        }
         Err(e) => FileReport {
             path: shown,
             sha256: String::new(),
@@ -49,6 +112,9 @@ pub fn scan_file(path: &Path) -> FileReport {
             hooked_imports: Vec::new(),
             dynamic_lookup: false,
             error: Some(e),
+            predicted: None,
+            pdb: None,
+            pdb_error: None,
         },
     }
 }
@@ -73,10 +139,19 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Scans files in parallel; the reports come back in the input's order.
 pub fn scan_files(files: &[std::path::PathBuf], progress: &ProgressBar) -> Vec<FileReport> {
+    scan_files_with(files, progress, &Options::default())
+}
+
+/// [`scan_files`] with options.
+pub fn scan_files_with(
+    files: &[std::path::PathBuf],
+    progress: &ProgressBar,
+    options: &Options,
+) -> Vec<FileReport> {
     files
         .par_iter()
         .map(|p| {
-            let r = scan_file(p);
+            let r = scan_file_with(p, options);
             progress.inc(1);
             r
         })
@@ -96,6 +171,10 @@ pub struct Tally {
     pub with_findings: usize,
     /// Paths and files that could not be scanned.
     pub errors: usize,
+    /// Predicted call sites whose constant argument DV would object to.
+    pub predicted_violations: usize,
+    /// Predicted call sites whose checked argument is not a constant.
+    pub unknown_sites: usize,
 }
 
 impl Tally {
@@ -103,6 +182,10 @@ impl Tally {
         self.files += reports.len();
         self.with_findings += reports.iter().filter(|r| r.has_findings()).count();
         self.errors += reports.iter().filter(|r| r.error.is_some()).count();
+        for r in reports {
+            self.predicted_violations += r.predicted_count(Verdict::Violation);
+            self.unknown_sites += r.predicted_count(Verdict::Unknown);
+        }
     }
 
     /// 2 if anything could not be scanned, else 1 if anything has findings,
@@ -131,11 +214,25 @@ fn progress_bar(files: usize) -> ProgressBar {
 
 /// The whole command: discover, scan, print; returns the exit status.
 pub fn run(paths: &[std::path::PathBuf], all_pe: bool, format: Format, out: &mut dyn Write) -> u8 {
-    let found = discover::discover(paths, all_pe);
+    let options = Options {
+        all_pe,
+        ..Options::default()
+    };
+    run_with(paths, format, &options, out)
+}
+
+/// [`run`] with options.
+pub fn run_with(
+    paths: &[std::path::PathBuf],
+    format: Format,
+    options: &Options,
+    out: &mut dyn Write,
+) -> u8 {
+    let found = discover::discover(paths, options.all_pe);
     let progress = progress_bar(found.files.len());
     let mut out = std::io::BufWriter::new(out);
-    let result =
-        write_report(&found, format, &progress, &mut out).and_then(|t| out.flush().map(|()| t));
+    let result = write_report(&found, format, options, &progress, &mut out)
+        .and_then(|t| out.flush().map(|()| t));
     progress.finish_and_clear();
     match result {
         Ok(tally) => tally.status(),
@@ -149,6 +246,7 @@ pub fn run(paths: &[std::path::PathBuf], all_pe: bool, format: Format, out: &mut
 fn write_report(
     found: &discover::Found,
     format: Format,
+    options: &Options,
     progress: &ProgressBar,
     out: &mut dyn Write,
 ) -> std::io::Result<Tally> {
@@ -160,16 +258,16 @@ fn write_report(
         Format::Human => {
             human::write_path_errors(out, &found.errors)?;
             for chunk in found.files.chunks(CHUNK) {
-                let reports = scan_files(chunk, progress);
+                let reports = scan_files_with(chunk, progress, options);
                 tally.add(&reports);
-                human::write_reports(out, &reports)?;
+                human::write_reports_with(out, &reports, options.all_sites)?;
             }
             human::write_summary(out, &tally)?;
         }
         Format::Json => {
             let mut w = json::Writer::begin(out)?;
             for chunk in found.files.chunks(CHUNK) {
-                let reports = scan_files(chunk, progress);
+                let reports = scan_files_with(chunk, progress, options);
                 tally.add(&reports);
                 w.files(&reports)?;
             }
@@ -178,7 +276,7 @@ fn write_report(
         Format::Sarif => {
             // SARIF keeps results and artifacts in separate arrays, so the
             // whole run is gathered first.
-            let reports = scan_files(&found.files, progress);
+            let reports = scan_files_with(&found.files, progress, options);
             tally.add(&reports);
             sarif::write(out, &reports, &found.errors)?;
         }

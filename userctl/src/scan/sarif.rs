@@ -1,10 +1,13 @@
 //! The SARIF 2.1.0 report: one rule per DV code (and one for unsupported
 //! relocations), one result per finding, located by file and by the RVA and
-//! section inside it; files that could not be scanned become tool
-//! execution notifications.
+//! section inside it; one result per predicted violation at a call site,
+//! located in the source (file and line, from the PDB) when known, else by
+//! the call's RVA in the image; files that could not be scanned become
+//! tool execution notifications.
 
 use super::analyze::FileReport;
 use super::discover::PathError;
+use crate::predict::{PredictedSite, Verdict};
 use civ_engine::code::Counter;
 use serde_json::{Value, json};
 use std::io::{self, Write};
@@ -66,6 +69,116 @@ fn uri(path: &str) -> String {
     }
 }
 
+/// A URI for a source path from a PDB: the build machine's path, absolute
+/// on Windows (`C:\\src\\x.c`, `\\\\server\\share\\x.c`) or Unix, or relative.
+fn source_uri(path: &str) -> String {
+    let b = path.as_bytes();
+    let segments = |rest: &str| -> Vec<String> {
+        rest.split(['\\', '/'])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let windows_drive = b.len() >= 3
+        && b[0].is_ascii_alphabetic()
+        && b[1] == b':'
+        && (b[2] == b'\\' || b[2] == b'/');
+    let (base, rest) = if windows_drive {
+        (
+            format!("file:///{}/", path.get(..2).unwrap_or("")),
+            path.get(3..).unwrap_or(""),
+        )
+    } else if let Some(unc) = path.strip_prefix("\\\\") {
+        let (host, rest) = unc.split_once('\\').unwrap_or((unc, ""));
+        (format!("file://{host}/"), rest)
+    } else if path.starts_with('/') {
+        ("file:///".to_string(), path)
+    } else {
+        // Relative: percent-encoded segments, joined by '/'.
+        let mut u = match url::Url::parse("file:///") {
+            Ok(u) => u,
+            Err(_) => return path.to_string(),
+        };
+        if let Ok(mut s) = u.path_segments_mut() {
+            s.clear().extend(segments(path));
+        }
+        return u.path().trim_start_matches('/').to_string();
+    };
+    match url::Url::parse(&base) {
+        Ok(mut u) => {
+            if let Ok(mut s) = u.path_segments_mut() {
+                s.pop_if_empty().extend(segments(rest));
+            }
+            u.to_string()
+        }
+        Err(_) => path.to_string(),
+    }
+}
+
+/// The result for a predicted violation.
+fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
+    let rule_index = Counter::ALL
+        .iter()
+        .position(|c| c.tag() == s.code)
+        .unwrap_or(0);
+    let counter = Counter::ALL.get(rule_index).copied();
+    let value = match (s.value, &s.value_name) {
+        (Some(v), Some(n)) => format!("{v:#x} ({n})"),
+        (Some(v), None) => format!("{v:#x}"),
+        _ => "?".into(),
+    };
+    let message = format!(
+        "{} is called with {} {value}: {}. {}",
+        s.api,
+        s.argument,
+        counter
+            .and_then(|c| c.code())
+            .map_or("a code-integrity violation", |c| c.title()),
+        counter.map_or("", help)
+    );
+    let binary = json!({
+        "physicalLocation": {
+            "artifactLocation": { "uri": uri(&r.path), "index": index },
+            "address": { "relativeAddress": s.rva, "kind": "instruction" }
+        }
+    });
+    let mut location = match (&s.file, s.line) {
+        (Some(file), Some(line)) if line > 0 => json!({
+            "physicalLocation": {
+                "artifactLocation": { "uri": source_uri(file) },
+                "region": { "startLine": line }
+            }
+        }),
+        _ => binary.clone(),
+    };
+    if let Some(f) = &s.function {
+        location["logicalLocations"] = json!([{ "name": f, "kind": "function" }]);
+    }
+    let mut result = json!({
+        "ruleId": s.code,
+        "ruleIndex": rule_index,
+        "level": "error",
+        "message": { "text": message },
+        "locations": [location],
+        "partialFingerprints": { "civ/v1": format!("{}:{}:{}", r.sha256, s.code, s.rva) },
+        "properties": {
+            "api": s.api,
+            "argument": s.argument,
+            "value": s.value,
+            "predicted": true
+        }
+    });
+    if s.file.is_some() {
+        // The call in the image, beside its source line.
+        let mut related = binary;
+        related["id"] = json!(1);
+        related["message"] =
+            json!({ "text": format!("the call at RVA {:#x} in the image", s.rva) });
+        result["relatedLocations"] = json!([related]);
+    }
+    result
+}
+
 /// Writes the SARIF log.
 pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) -> io::Result<()> {
     let mut artifacts = Vec::new();
@@ -114,6 +227,14 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
                 }],
                 "partialFingerprints": { "civ/v1": format!("{}:{}:{}", r.sha256, f.code, f.rva) }
             }));
+        }
+        for s in r
+            .predicted
+            .iter()
+            .flatten()
+            .filter(|s| s.verdict == Verdict::Violation)
+        {
+            results.push(site_result(r, index, s));
         }
     }
     let log = json!({
