@@ -229,6 +229,25 @@ fn check_with_pdb(fixture: Fixture, expected: &[Expected]) {
 #[test]
 fn rust_fixture_sites_are_predicted_on_their_lines() {
     check_with_pdb(Fixture::PredictRust, RUST);
+    // The unknown value's reason points at the load of the global, by
+    // address and by line.
+    let source = std::fs::read_to_string(Fixture::PredictRust.source_path()).unwrap();
+    let load = source
+        .lines()
+        .position(|l| l.contains("read_volatile(&raw const POOL_TYPE)"))
+        .unwrap()
+        + 1;
+    let (_, file) = scan_one(&Fixture::PredictRust.path(), &[]);
+    let site = sites(&file)
+        .into_iter()
+        .find(|s| s["verdict"] == "unknown")
+        .unwrap();
+    let reason = site["reason"].as_str().unwrap();
+    assert!(
+        reason.ends_with(&format!("(predict.rs:{load})")),
+        "{reason}"
+    );
+    assert!(site["reason_rva"].is_u64());
 }
 
 #[test]
@@ -437,5 +456,53 @@ fn truncated_code_sections_do_not_panic() {
         for cut in (0..bytes.len()).step_by(61) {
             let _ = civctl::scan::analyze::analyze("cut.sys".into(), &bytes[..cut]);
         }
+    }
+}
+
+/// A damaged PDB is an error, never a crash: cut and overwritten copies of
+/// a real one. (civctl is built with panic=abort, so a panic in the pdb
+/// crate would end the scan: none may happen, even caught.)
+#[test]
+fn damaged_pdbs_are_errors() {
+    let pdb = std::fs::read(Fixture::PredictClang.pdb_path().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.pdb");
+    let mut x: u32 = 0x9E37_79B9;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for cut in (0..pdb.len()).step_by(pdb.len() / 97 + 1) {
+        std::fs::write(&path, &pdb[..cut]).unwrap();
+        no_panic(civctl::symbols::Symbols::load(&path).map(|_| ()));
+    }
+    for round in 0..600 {
+        let mut b = pdb.clone();
+        // Half the rounds hit the stream directory and the first streams,
+        // where a bad count or offset matters most.
+        let span = if round % 2 == 0 {
+            b.len().min(0x6000)
+        } else {
+            b.len()
+        };
+        for _ in 0..4 {
+            let at = rand() as usize % span;
+            b[at] = rand() as u8;
+        }
+        std::fs::write(&path, &b).unwrap();
+        let loaded = civctl::symbols::Symbols::load(&path);
+        if let Ok(s) = &loaded {
+            let _ = s.lookup(0x1040);
+        }
+        no_panic(loaded.map(|_| ()));
+    }
+}
+
+/// The error of a PDB load is not a caught panic.
+fn no_panic(r: Result<(), String>) {
+    if let Err(e) = r {
+        assert!(!e.contains("malformed PDB"), "the pdb crate panicked: {e}");
     }
 }

@@ -254,8 +254,19 @@ pub fn code_sections<'a>(pe: &PeImage<'a>) -> Vec<Code<'a>> {
         .collect()
 }
 
-/// The function starts the exception directory (.pdata) lists.
-fn function_starts(pe: &PeImage<'_>) -> Vec<u32> {
+/// UNW_FLAG_EHANDLER | UNW_FLAG_UHANDLER: the unwind info names a handler,
+/// and its handler data (a scope table for __C_specific_handler) follows.
+const UNW_FLAG_HANDLERS: u8 = 0x3;
+/// Scope table entries past this many are taken as garbage.
+const MAX_SCOPES: u32 = 256;
+
+/// Places control reaches from outside the code's own branches, from the
+/// exception directory: every function start (.pdata), and the filter and
+/// `__except` targets of the scope tables in the unwind info (.xdata) of
+/// functions with a handler. A scope table is recognized by its shape, not
+/// by its handler's name; a wrong reading only adds leaders, which only
+/// makes values unknown.
+fn exception_leaders(pe: &PeImage<'_>, sections: &[Code<'_>]) -> Vec<u32> {
     let Some((rva, size)) = pe.data_directory(DIR_EXCEPTION) else {
         return Vec::new();
     };
@@ -263,12 +274,55 @@ fn function_starts(pe: &PeImage<'_>) -> Vec<u32> {
         return Vec::new();
     };
     let bytes = bytes.get(..size as usize).unwrap_or(bytes);
-    bytes
-        .chunks_exact(12)
-        .take(MAX_FUNCTIONS as usize)
-        .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]))
-        .filter(|&b| b != 0)
-        .collect()
+    let u32_at = |rva: u32| {
+        pe.bytes_at(rva, 4, "unwind info")
+            .ok()
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let in_code = |rva: u32| sections.iter().any(|s| s.contains(rva));
+    let mut out = Vec::new();
+    for e in bytes.chunks_exact(12).take(MAX_FUNCTIONS as usize) {
+        let begin = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+        let unwind = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+        if begin != 0 {
+            out.push(begin);
+        }
+        let Ok(head) = pe.bytes_at(unwind, 4, "unwind info") else {
+            continue;
+        };
+        if (head[0] >> 3) & UNW_FLAG_HANDLERS == 0 {
+            continue;
+        }
+        // The handler RVA follows the unwind codes (2 bytes each, padded to
+        // an even count), then the scope table: a count and 16-byte
+        // entries (begin, end, handler or filter, __except target).
+        let codes = u32::from(head[2]).next_multiple_of(2);
+        let Some(table) = unwind.checked_add(4 + 2 * codes + 4) else {
+            continue;
+        };
+        let Some(count) = u32_at(table).filter(|&c| c <= MAX_SCOPES) else {
+            continue;
+        };
+        for n in 0..count {
+            let at = table + 4 + 16 * n;
+            let (Some(b), Some(end), Some(filter), Some(target)) =
+                (u32_at(at), u32_at(at + 4), u32_at(at + 8), u32_at(at + 12))
+            else {
+                break;
+            };
+            if !in_code(b) || !in_code(end.saturating_sub(1)) {
+                break;
+            }
+            // Filter 1 is EXCEPTION_EXECUTE_HANDLER; a target of 0 marks a
+            // __finally, whose "filter" field is the termination handler.
+            for r in [filter, target] {
+                if r > 1 && in_code(r) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Predicts every call site of a hooked import. `None` for an image that
@@ -298,7 +352,8 @@ pub fn predict(pe: &PeImage<'_>) -> Result<Option<Vec<Site>>, PeError> {
             .ok()
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
-    let sw = sweep::sweep(&sections, &slot_rvas, &function_starts(pe), &read_u32);
+    let leaders = exception_leaders(pe, &sections);
+    let sw = sweep::sweep(&sections, &slot_rvas, &leaders, &read_u32);
     Ok(Some(analyze(&sections, &sw, slots, pe.image_base())))
 }
 
@@ -544,6 +599,10 @@ pub struct PredictedSite {
     /// For an unknown value: where it comes from, as far as the block tells.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an unknown value: the RVA the reason is about (the instruction
+    /// that set the value, the call that clobbered it, or the block's start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_rva: Option<u32>,
     /// The function holding the call, from the PDB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
@@ -555,7 +614,10 @@ pub struct PredictedSite {
     pub line: Option<u32>,
 }
 
-fn reason(site: &Site) -> Option<String> {
+/// Why an unknown site is unknown, and the address the reason is about
+/// (the instruction that set the value, the call that clobbered it, or the
+/// block's start).
+fn reason(site: &Site) -> Option<(String, u32)> {
     if site.verdict != Verdict::Unknown {
         return None;
     }
@@ -573,17 +635,21 @@ fn reason(site: &Site) -> Option<String> {
         None => ("it is", site.origins.get(n).copied()?),
     };
     Some(match origin {
-        Origin::BeforeBlock => format!(
-            "{what} not set between the block's start at {:#x} and the call",
-            site.block_start
+        Origin::BeforeBlock => (
+            format!(
+                "{what} not set between the block's start at {:#x} and the call",
+                site.block_start
+            ),
+            site.block_start,
         ),
         Origin::At(rva) => match &site.origin_text {
-            Some(text) if site.value.is_none() => {
-                format!("{what} set by `{text}` at {rva:#x}, not a constant")
-            }
-            _ => format!("{what} set at {rva:#x}, not a constant"),
+            Some(text) if site.value.is_none() => (
+                format!("{what} set by `{text}` at {rva:#x}, not a constant"),
+                rva,
+            ),
+            _ => (format!("{what} set at {rva:#x}, not a constant"), rva),
         },
-        Origin::Call(rva) => format!("{what} clobbered by the call at {rva:#x}"),
+        Origin::Call(rva) => (format!("{what} clobbered by the call at {rva:#x}"), rva),
     })
 }
 
@@ -591,6 +657,7 @@ impl PredictedSite {
     /// The report of a site, without symbols.
     pub fn from_site(site: &Site) -> PredictedSite {
         let (_, _, name) = checked_argument(&site.hook.rule).unwrap_or((site.checked, None, "?"));
+        let reason = reason(site);
         PredictedSite {
             rva: site.rva,
             return_rva: site.return_rva(),
@@ -602,7 +669,8 @@ impl PredictedSite {
             value: site.value,
             value_name: site.value.map(|v| value_name(&site.hook.rule, v)),
             verdict: site.verdict,
-            reason: reason(site),
+            reason: reason.as_ref().map(|r| r.0.clone()),
+            reason_rva: reason.map(|r| r.1),
             function: None,
             file: None,
             line: None,

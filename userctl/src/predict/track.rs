@@ -10,13 +10,16 @@
 //! constant, assuming the block is entered only at its start: the caller
 //! (the sweep) starts blocks at every branch target it can find.
 //!
-//! Two assumptions of the Windows x64 ABI, both kept by compiler output:
-//! a call preserves the non-volatile registers (rbx, rbp, rsi, rdi, r12–r15)
-//! and clobbers the others and the callee's stack argument area; and the
-//! outgoing argument area below the locals is only written through `rsp`,
-//! never through another pointer, so a store through a base other than
-//! `rsp`/`rbp` does not touch it (a store through `rbp`, which may point
-//! anywhere in the frame, forgets the whole stack).
+//! Stack stores are followed through `rsp` and through registers known to
+//! be copies of it (`mov rax, rsp`, `lea rbp, [rsp+20h]`, as MSVC and gcc
+//! prologues make them). Two assumptions of the Windows x64 ABI, both kept
+//! by compiler output: a call preserves the non-volatile registers (rbx,
+//! rbp, rsi, rdi, r12–r15) and clobbers the others and the callee's stack
+//! argument area; and the outgoing argument area is only written to set up
+//! arguments, never through a pointer to it held elsewhere, so a store
+//! through any other base does not touch it (a store through `rbp` that is
+//! not a known copy of `rsp`, or with an index register, forgets the whole
+//! stack all the same).
 
 use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
 use std::collections::BTreeMap;

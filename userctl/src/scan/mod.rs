@@ -75,6 +75,13 @@ fn symbolize(report: &mut FileReport, path: &Path, data: &[u8], options: &Option
         site.function = loc.function;
         site.file = loc.file;
         site.line = loc.line;
+        // The address in an unknown site's reason gets its line too.
+        if let (Some(rva), Some(reason)) = (site.reason_rva, site.reason.as_mut())
+            && let (Some(file), Some(line)) = (found.lookup(rva).file, found.lookup(rva).line)
+        {
+            let name = file.rsplit(['/', '\\']).next().unwrap_or(&file);
+            reason.push_str(&format!(" ({name}:{line})"));
+        }
     }
     // Only a relocation can be inside a function; the other findings are
     // about sections and the IAT.
