@@ -39,16 +39,17 @@ pub unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, registry_
     // new object.
     let status = unsafe { IoCreateDevice(driver, 0, &device_name, FILE_DEVICE_UNKNOWN, FILE_DEVICE_SECURE_OPEN, false, &mut device) };
     if status < 0 {
-        log!("cannot create the control device ({status:#x})");
-        return status;
-    }
-    if let Err(s) = security::restrict_to_admins(device) {
-        log!("cannot restrict the control device to administrators ({s:#x}); it keeps the default descriptor");
-    }
-    // SAFETY: valid names; the link is deleted at unload.
-    let status = unsafe { IoCreateSymbolicLink(&link_name, &device_name) };
-    if status < 0 {
-        log!("cannot create the DOS link for civctl ({status:#x})");
+        // civ still checks its targets; only civctl cannot reach it.
+        log!("cannot create the control device ({status:#x}): civctl cannot reach this civ");
+    } else {
+        if let Err(s) = security::restrict_to_admins(device) {
+            log!("cannot restrict the control device to administrators ({s:#x}); it keeps the default descriptor");
+        }
+        // SAFETY: valid names; the link is deleted at unload.
+        let status = unsafe { IoCreateSymbolicLink(&link_name, &device_name) };
+        if status < 0 {
+            log!("cannot create the DOS link for civctl ({status:#x})");
+        }
     }
     // SAFETY: the driver object is ours to fill during DriverEntry.
     unsafe {

@@ -1,0 +1,461 @@
+//! civ.sys end to end under Wine: the portable WDM build, linked here with
+//! rust-lld, loaded as a kernel service with fixture target drivers built
+//! from source (Rust and C). It hooks them as they load, catches their
+//! executable requests with DV's code and arguments, leaves their NX
+//! requests alone, answers civctl's IOCTLs (well-formed or not), and puts
+//! every slot back at unload.
+
+use civ_engine::catalog::CATALOG;
+use civ_engine::code::Counter;
+use civ_engine::pe::{Layout, PeImage};
+use civ_engine::protocol::{
+    self, GetEvents, GetSites, Kind, Request, SetSettings, TargetRecord, Targets,
+};
+use civ_engine::settings::Action;
+use civ_fixtures::wine::{self, Prefix};
+use civ_fixtures::{Fixture, WINE_APIS, c_fixture, call_fixture, ioctl_probe};
+use std::path::PathBuf;
+
+/// What a fixture's executable call must leave: the API civ sees (a lookup
+/// through MmGetSystemRoutineAddress ends in ExAllocatePoolWithTag), the
+/// counter, arg3 and arg4.
+fn expected(api: &str) -> (&'static str, Counter, u64, u64) {
+    let tag = u64::from(u32::from_le_bytes(*b"fxCI"));
+    match api {
+        "ExAllocatePool" | "ExAllocatePoolWithQuota" => (leak(api), Counter::ExecutePoolType, 0, 0),
+        "ExAllocatePoolWithTag" | "ExAllocatePoolWithQuotaTag" => {
+            (leak(api), Counter::ExecutePoolType, 0, tag)
+        }
+        "MmGetSystemRoutineAddress" => ("ExAllocatePoolWithTag", Counter::ExecutePoolType, 0, tag),
+        "ExInitializeNPagedLookasideList" => (leak(api), Counter::ExecutePoolType, 0, tag),
+        "MmProtectMdlSystemAddress" => (leak(api), Counter::ExecutePageProtection, 0x20, 0),
+        "MmMapLockedPagesSpecifyCache" => (leak(api), Counter::ExecutePageMapping, 0x10, 0),
+        "pool_c" => (
+            "ExAllocatePoolWithTag",
+            Counter::ExecutePoolType,
+            0,
+            0x4943_5866,
+        ),
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    CATALOG
+        .iter()
+        .find(|h| h.name == s)
+        .map(|h| h.name)
+        .expect("catalog API")
+}
+
+/// The fixtures of the runtime scenarios: (API or "pool_c", file name, path).
+fn runtime_fixtures() -> Vec<(String, String, PathBuf)> {
+    let mut v: Vec<(String, String, PathBuf)> = WINE_APIS
+        .iter()
+        .map(|api| {
+            (
+                api.to_string(),
+                format!("call_{api}.sys"),
+                call_fixture(api),
+            )
+        })
+        .collect();
+    v.push(("pool_c".into(), "pool_c.sys".into(), c_fixture()));
+    v
+}
+
+/// The caller address lies in the fixture's code and right after a call
+/// instruction (FF /2 or E8).
+fn assert_is_call_site(file: &PathBuf, offset: u64, what: &str) {
+    let bytes = std::fs::read(file).unwrap();
+    let pe = PeImage::parse(&bytes, Layout::File).unwrap();
+    let s = pe
+        .section_containing(offset as u32)
+        .unwrap_or_else(|| panic!("{what}: offset {offset:#x} in no section"));
+    assert!(
+        s.is_executable(),
+        "{what}: offset {offset:#x} is in {:?}, not code",
+        String::from_utf8_lossy(s.name())
+    );
+    let at = (s.raw_offset() + (offset as u32 - s.rva())) as usize;
+    let b = &bytes[at - 7..at];
+    let call = (b[5] == 0xFF && b[6] & 0xF8 == 0xD0)
+        || (b[1] == 0xFF && b[2] == 0x15)
+        || (b[4] == 0xFF && b[5] & 0x38 == 0x10)
+        || (b[3] == 0xFF && b[4] & 0x38 == 0x10)
+        || b[2] == 0xE8;
+    assert!(
+        call,
+        "{what}: no call instruction before offset {offset:#x}: {b:02x?}"
+    );
+}
+
+/// Batch lines that send one request through the IOCTL client; the reply
+/// lands in `C:\civ\<name>.out`.
+fn probe(prefix: &Prefix, name: &str, ioctl: u32, input: &[u8], out_size: usize) -> String {
+    prefix.write(&format!("{name}.in"), input);
+    format!("C:\\civ\\ioctl_probe.exe C:\\civ\\{name}.in {ioctl:x} {out_size} C:\\civ\\{name}.out")
+}
+
+fn encode(r: &Request<'_>) -> (u32, Vec<u8>) {
+    let mut buf = vec![0u8; r.encoded_len().unwrap()];
+    r.encode(&mut buf).unwrap();
+    (r.kind().ioctl(), buf)
+}
+
+#[test]
+fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
+    let prefix = Prefix::new("log");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    prefix.put(&ioctl_probe(), "ioctl_probe.exe");
+    let fixtures = runtime_fixtures();
+    let mut lines = wine::install_civ(
+        "civlog",
+        "glog",
+        "0x02000000",
+        "call_*.sys pool_c.sys clean.sys wx_data.sys",
+        1,
+    );
+    lines.push("net start civlog".into());
+    for (i, (_, file, path)) in fixtures.iter().enumerate() {
+        prefix.put(path, file);
+        lines.extend(wine::install_and_start(&format!("fx{i}"), "glog", file));
+    }
+    for f in [Fixture::Clean, Fixture::WriteExecuteData] {
+        prefix.put(&f.path(), f.file_name());
+        lines.extend(wine::install_and_start(
+            f.file_name().trim_end_matches(".sys"),
+            "glog",
+            f.file_name(),
+        ));
+    }
+    // The reads civctl makes.
+    let requests = [
+        ("version", encode(&Request::QueryVersion), 64),
+        ("status", encode(&Request::GetStatus), 16384),
+        (
+            "sites",
+            encode(&Request::GetSites(GetSites { start: 0, max: 100 })),
+            16384,
+        ),
+        (
+            "events",
+            encode(&Request::GetEvents(GetEvents {
+                since_seq: 0,
+                max: 100,
+            })),
+            16384,
+        ),
+    ];
+    for (name, (code, input), size) in &requests {
+        lines.push(probe(&prefix, name, *code, input, *size));
+    }
+    // Bad requests: a clear status each, and the driver goes on.
+    let (status_code, status_in) = encode(&Request::GetStatus);
+    let (_, version_in) = encode(&Request::QueryVersion);
+    let mut bad_magic = status_in.clone();
+    bad_magic[0] ^= 0xFF;
+    let bad: Vec<(&str, u32, Vec<u8>, usize)> = vec![
+        ("empty", status_code, vec![], 4096),
+        ("short", status_code, status_in[..7].to_vec(), 4096),
+        ("magic", status_code, bad_magic, 4096),
+        ("oversized", status_code, vec![0x41; 20000], 4096),
+        ("wrongkind", status_code, version_in, 4096),
+        ("unknown", 0x0022_3FFC, status_in.clone(), 4096),
+        ("tinyout", status_code, status_in.clone(), 4),
+    ];
+    for (name, code, input, size) in &bad {
+        lines.push(probe(&prefix, name, *code, input, *size));
+    }
+    // civctl enable while civ runs: new settings take effect at once.
+    let names = ["later.sys"];
+    let (set_code, set_in) = encode(&Request::SetSettings(SetSettings {
+        verify_level: 0x0200_0000,
+        action: Action::Log,
+        targets: Targets::new(&names),
+    }));
+    lines.push(probe(&prefix, "set", set_code, &set_in, 64));
+    lines.push(probe(&prefix, "status2", status_code, &status_in, 16384));
+    lines.push("net stop civlog".into());
+    let out = prefix.run("log", &lines);
+
+    let hooked = wine::hooked(&out);
+    let results = wine::probe_results(&out);
+    assert_eq!(
+        results.len(),
+        requests.len() + bad.len() + 2,
+        "every IOCTL answered:\n{out}"
+    );
+    for (i, (name, ..)) in requests.iter().enumerate() {
+        assert!(results[i].0, "{name} failed: {:?}\n{out}", results[i]);
+    }
+    let version = protocol::decode_reply_version(&prefix.read("version.out")).unwrap();
+    assert_eq!(version.protocol, protocol::PROTOCOL_VERSION);
+
+    // Status: every fixture hooked, with exactly its one violation.
+    let status_bytes = prefix.read("status.out");
+    let status = protocol::decode_reply_status(&status_bytes).unwrap();
+    assert_eq!(
+        (status.head.verify_level, status.head.action),
+        (0x0200_0000, Action::Log)
+    );
+    let targets: Vec<TargetRecord> = status.targets.iter().collect();
+    let sites_bytes = prefix.read("sites.out");
+    let sites = protocol::decode_reply_sites(&sites_bytes).unwrap();
+    assert_eq!(sites.dropped, 0);
+    for (api, file, path) in &fixtures {
+        let (index, t) = targets
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name() == file)
+            .unwrap_or_else(|| panic!("{file} not a target:\n{out}"));
+        let (seen_api, counter, arg3, arg4) = expected(api);
+        assert_eq!(t.hooked_slots, 1, "{file}");
+        assert_eq!(
+            t.flags & TargetRecord::LATE,
+            0,
+            "{file} was loaded after civ"
+        );
+        assert_ne!(t.flags & TargetRecord::IMAGE_CHECKED, 0, "{file}");
+        for c in Counter::ALL {
+            assert_eq!(
+                t.counter(c),
+                u64::from(c == counter),
+                "{file}: {} (the NX call must not count)",
+                c.label()
+            );
+        }
+        let api_index = CATALOG.iter().position(|h| h.name == seen_api).unwrap();
+        let site = sites
+            .sites
+            .iter()
+            .find(|s| usize::from(s.target) == index)
+            .unwrap_or_else(|| panic!("{file}: no site"));
+        assert_eq!(
+            (
+                site.counter,
+                usize::from(site.api),
+                site.arg3,
+                site.arg4,
+                site.hits
+            ),
+            (counter, api_index, arg3, arg4, 1),
+            "{file}"
+        );
+        assert!(site.offset < t.size, "{file}");
+        assert_is_call_site(path, site.offset, file);
+        let h = hooked.iter().find(|h| &h.name == file).unwrap();
+        assert_eq!(
+            (h.base, h.size),
+            (t.base, t.size),
+            "{file}: status agrees with civ's log line"
+        );
+    }
+    let clean = targets
+        .iter()
+        .find(|t| t.name() == "clean.sys")
+        .expect("clean.sys is a target");
+    assert!(
+        Counter::ALL.iter().all(|c| clean.counter(*c) == 0),
+        "clean.sys has no violation"
+    );
+    assert_eq!(clean.hooked_slots, 3);
+    let wx = targets
+        .iter()
+        .find(|t| t.name() == "wx_data.sys")
+        .expect("wx_data.sys is a target");
+    assert_eq!(
+        wx.counter(Counter::ExecuteWriteSection),
+        1,
+        "log mode records the image finding"
+    );
+
+    // Events: one per violation, none lost.
+    let events_bytes = prefix.read("events.out");
+    let events = protocol::decode_reply_events(&events_bytes).unwrap();
+    assert_eq!(events.lost, 0);
+    assert_eq!(events.events.len(), fixtures.len() + 1);
+
+    // Bad requests: refused with a status (ERROR_* as Wine maps NTSTATUS).
+    for (i, (name, ..)) in bad.iter().enumerate() {
+        let (ok, error, _) = results[requests.len() + i];
+        assert!(
+            !ok && error != 0,
+            "{name} was accepted: {:?}",
+            results[requests.len() + i]
+        );
+    }
+    assert_eq!(
+        results[requests.len() + 5].1,
+        1,
+        "an unknown IOCTL is ERROR_INVALID_FUNCTION"
+    );
+
+    // SetSettings took effect.
+    let set = results[requests.len() + bad.len()];
+    assert!(set.0, "SetSettings failed: {set:?}");
+    protocol::decode_reply_ack(Kind::SetSettings, &prefix.read("set.out")).unwrap();
+    let status2_bytes = prefix.read("status2.out");
+    let status2 = protocol::decode_reply_status(&status2_bytes).unwrap();
+    assert_eq!(status2.head.action, Action::Log);
+
+    // Unload: every hooked slot put back.
+    let total: u32 = hooked.iter().map(|h| h.slots).sum();
+    assert!(
+        out.contains(&format!("stopping: {total} slot(s) restored, 0 not")),
+        "unload did not restore all {total} slots:\n{out}"
+    );
+}
+
+#[test]
+fn bugcheck_mode_stops_with_dvs_code_and_the_callers_address() {
+    let prefix = Prefix::new("bugcheck");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    let fixtures = runtime_fixtures();
+    let mut lines = Vec::new();
+    for (i, (_, file, path)) in fixtures.iter().enumerate() {
+        prefix.put(path, file);
+        let group = format!("gb{i}");
+        lines.extend(wine::install_civ(
+            &format!("civb{i}"),
+            &group,
+            "0x02000000",
+            file,
+            0,
+        ));
+        lines.push(format!("net start civb{i}"));
+        lines.extend(wine::install_and_start(&format!("fb{i}"), &group, file));
+    }
+    let out = prefix.run("bugcheck", &lines);
+    let hooked = wine::hooked(&out);
+    let checks = wine::bug_checks(&out);
+    assert_eq!(
+        checks.len(),
+        fixtures.len(),
+        "one bug check per fixture:\n{out}"
+    );
+    for (i, (api, file, path)) in fixtures.iter().enumerate() {
+        let (_, counter, arg3, arg4) = expected(api);
+        let h = hooked
+            .iter()
+            .find(|h| &h.name == file)
+            .unwrap_or_else(|| panic!("{file} not hooked:\n{out}"));
+        let [code, a1, caller, a3, a4] = checks[i];
+        assert_eq!(
+            (code, a1, a3, a4),
+            (0xC4, u64::from(counter.code().unwrap().value()), arg3, arg4),
+            "{file}"
+        );
+        assert!(
+            caller >= h.base && caller < h.base + h.size,
+            "{file}: caller {caller:#x} outside the image"
+        );
+        assert_is_call_site(path, caller - h.base, file);
+    }
+}
+
+#[test]
+fn image_checks_bugcheck_with_dvs_arguments() {
+    let prefix = Prefix::new("image");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    // Wine's loader refuses an image linked /ALIGN:0x200 as a driver
+    // (STATUS_DLL_INIT_FAILED before any notification), so 0x2004 is proven
+    // by the engine's pipeline test (engine/tests/serve.rs) instead.
+    let cases = [
+        (Fixture::WriteExecuteData, 0x2003u64, ".data"),
+        (Fixture::WriteExecuteInit, 0x2003, "INIT"),
+        (Fixture::IatInText, 0x2005, ".text"),
+    ];
+    let mut lines = Vec::new();
+    for (i, (f, ..)) in cases.iter().enumerate() {
+        prefix.put(&f.path(), f.file_name());
+        let group = format!("gi{i}");
+        lines.extend(wine::install_civ(
+            &format!("civi{i}"),
+            &group,
+            "0x02000000",
+            f.file_name(),
+            0,
+        ));
+        lines.push(format!("net start civi{i}"));
+        lines.extend(wine::install_and_start(
+            &format!("fi{i}"),
+            &group,
+            f.file_name(),
+        ));
+    }
+    let out = prefix.run("image", &lines);
+    let checks = wine::bug_checks(&out);
+    assert_eq!(
+        checks.len(),
+        cases.len(),
+        "one bug check per defective image:\n{out}"
+    );
+    let bases: Vec<(String, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("civ: ")? + 5..];
+            let (name, rest) = rest.split_once(": image violation ")?;
+            let at = rest.split_whitespace().nth(2)?;
+            Some((
+                name.to_string(),
+                u64::from_str_radix(at.trim_start_matches("0x").trim_end_matches(':'), 16).ok()?,
+            ))
+        })
+        .collect();
+    for (i, (f, code, section)) in cases.iter().enumerate() {
+        let [bc, a1, name_ptr, a3, section_ptr] = checks[i];
+        assert_eq!((bc, a1), (0xC4, *code), "{f:?}");
+        assert_ne!(
+            name_ptr, 0,
+            "{f:?}: Arg2 is the image name's UNICODE_STRING"
+        );
+        assert_ne!(section_ptr, 0, "{f:?}: Arg4 is the section name");
+        let (_, logged) = &bases[i];
+        assert_eq!(*logged, a3, "{f:?}: civ's log names the same address");
+        // Arg3 is base + the section header's (or IAT's) RVA: its low 12
+        // bits are the file's, since images load page aligned.
+        let bytes = f.bytes();
+        let pe = PeImage::parse(&bytes, Layout::File).unwrap();
+        let rva = if *code == 0x2005 {
+            u64::from(pe.data_directory(civ_engine::pe::DIR_IAT).unwrap().0)
+        } else {
+            pe.sections()
+                .find(|s| s.name() == section.as_bytes())
+                .unwrap()
+                .header_offset as u64
+        };
+        assert_eq!(a3 & 0xFFF, rva & 0xFFF, "{f:?}: Arg3 {a3:#x}");
+    }
+}
+
+#[test]
+fn bad_registry_values_leave_civ_running_and_checking_nothing() {
+    let prefix = Prefix::new("settings");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    let fx = call_fixture("ExAllocatePoolWithTag");
+    prefix.put(&fx, "fx.sys");
+    let key = "HKLM\\System\\CurrentControlSet\\Services\\civs\\Parameters";
+    let mut lines = vec![
+        format!("reg add {key} /v VerifyDriverLevel /t REG_SZ /d 0x02000000 /f"),
+        format!("reg add {key} /v VerifyDrivers /t REG_DWORD /d 5 /f"),
+        format!("reg add {key} /v ViolationAction /t REG_DWORD /d 7 /f"),
+        "sc create civs type= kernel start= demand binPath= C:\\civ\\civ.sys group= gs".into(),
+        "net start civs".into(),
+    ];
+    lines.extend(wine::install_and_start("fxs", "gs", "fx.sys"));
+    let out = prefix.run("settings", &lines);
+    for note in [
+        "VerifyDriverLevel is not a REG_DWORD",
+        "VerifyDrivers is not REG_SZ",
+        "ViolationAction is not 0",
+    ] {
+        assert!(out.contains(note), "no note '{note}':\n{out}");
+    }
+    assert!(
+        out.contains("The fxs service was started successfully"),
+        "{out}"
+    );
+    assert!(wine::hooked(&out).is_empty(), "nothing is a target:\n{out}");
+    assert!(wine::bug_checks(&out).is_empty());
+}
