@@ -677,3 +677,78 @@ impl PredictedSite {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use civ_engine::catalog::find_routine;
+    use track::Known;
+
+    fn hook(name: &str) -> &'static Hook {
+        find_routine(name.as_bytes()).expect("catalog row")
+    }
+
+    fn k(v: u64) -> Known {
+        Known::constant(v)
+    }
+
+    #[test]
+    fn judge_uses_the_engine_and_masks_to_the_argument_width() {
+        let h = hook("ExAllocatePoolWithTag");
+        // Garbage in the upper half of a 32-bit argument does not matter.
+        let (v, verdict, violation) = judge(h, &[k(0xDEAD_0000_0000_0000), k(64), k(1)], 0x1000);
+        assert_eq!((v, verdict), (Some(0), Verdict::Violation));
+        assert_eq!(
+            violation.map(|x| (x.arg3, x.arg4, x.caller)),
+            Some((0, 1, 0x1000))
+        );
+        let (v, verdict, _) = judge(h, &[k(0x200), Known::UNKNOWN, Known::UNKNOWN], 0);
+        assert_eq!((v, verdict), (Some(0x200), Verdict::Clean));
+        let (v, verdict, _) = judge(h, &[Known::UNKNOWN, k(64), k(1)], 0);
+        assert_eq!((v, verdict), (None, Verdict::Unknown));
+        // Only the low 32 bits known is enough for a POOL_TYPE.
+        let low = Known {
+            bits: 0x200,
+            mask: 0xFFFF_FFFF,
+        };
+        assert_eq!(judge(h, &[low], 0).1, Verdict::Clean);
+    }
+
+    #[test]
+    fn an_unknown_access_mode_is_judged_over_all_its_values() {
+        let h = hook("MmMapLockedPagesSpecifyCache");
+        let args = |priority: u64| {
+            [
+                Known::UNKNOWN,
+                Known::UNKNOWN,
+                k(1),
+                k(0),
+                k(0),
+                k(priority),
+            ]
+        };
+        // NX whatever the mode.
+        assert_eq!(judge(h, &args(0x4000_0010), 0).1, Verdict::Clean);
+        // Executable in kernel mode, NX in user mode: cannot tell.
+        assert_eq!(
+            judge(h, &args(0x10), 0),
+            (Some(0x10), Verdict::Unknown, None)
+        );
+        let mut kernel = args(0x10);
+        kernel[1] = k(0);
+        assert_eq!(judge(h, &kernel, 0).1, Verdict::Violation);
+    }
+
+    #[test]
+    fn every_checked_row_has_an_argument_and_names_its_values() {
+        for h in CATALOG.iter().filter(|h| h.code().is_some()) {
+            let (arg, _, name) = checked_argument(&h.rule).expect(h.name);
+            assert!(arg.index < h.arity && !name.is_empty(), "{}", h.name);
+            assert!(!value_name(&h.rule, 0).is_empty(), "{}", h.name);
+        }
+        assert_eq!(
+            checked_argument(&hook("MmGetSystemRoutineAddress").rule),
+            None
+        );
+    }
+}

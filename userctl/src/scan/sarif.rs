@@ -257,3 +257,23 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
     serde_json::to_writer_pretty(&mut *out, &log)?;
     writeln!(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::source_uri;
+
+    #[test]
+    fn source_paths_of_any_build_machine_become_uris() {
+        assert_eq!(
+            source_uri("C:\\src\\my drv\\x.c"),
+            "file:///C:/src/my%20drv/x.c"
+        );
+        assert_eq!(source_uri("c:/src/x.c"), "file:///c:/src/x.c");
+        assert_eq!(
+            source_uri("\\\\build\\share\\x.c"),
+            "file://build/share/x.c"
+        );
+        assert_eq!(source_uri("/work/a b/x.rs"), "file:///work/a%20b/x.rs");
+        assert_eq!(source_uri("src\\x.c"), "src/x.c");
+    }
+}
