@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what civ's build and tests need on a fresh Debian machine with
-# rustup: the Windows targets, and the test data (real driver corpus, SARIF
-# schema). Idempotent: each step is skipped when already done.
+# rustup: the Windows targets, C toolchains, Wine, and the test data (real
+# driver corpus, SARIF schema). Idempotent: each step is skipped when done.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -19,10 +19,13 @@ command -v clang >/dev/null || need+=(clang)
 command -v lld-link >/dev/null || need+=(lld)
 command -v llvm-dlltool >/dev/null || need+=(llvm)
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
+# Wine (Debian's 8.0) runs civ.sys and the fixture drivers end to end.
+command -v wine >/dev/null || need+=(wine64 wine)
+command -v wineboot >/dev/null || need+=(wine64 wine)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
 "$root/scripts/fetch-test-data.sh"

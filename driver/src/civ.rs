@@ -6,13 +6,17 @@ use crate::log;
 use crate::nt::{self, modules, notify, patch::KernelSlots, registry, time};
 use civ_engine::attach::{self, InspectError};
 use civ_engine::code::BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION;
+use civ_engine::protocol::{MAX_REQUEST_SIZE, STATUS_INVALID_PARAMETER};
 use civ_engine::runtime::{self, KernelOps, LOG};
 use civ_engine::serve;
 use civ_engine::settings::Action;
 use civ_engine::sync::SpinLock;
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 
-static OPS: KernelOps = KernelOps { bug_check: nt::bug_check, now: time::now };
+static OPS: KernelOps = KernelOps {
+    bug_check: nt::bug_check,
+    now: time::now,
+};
 
 /// Signature levels of Microsoft's own images (Microsoft, Windows,
 /// Windows TCB): never hooked, as DV leaves them out of `*` and
@@ -37,7 +41,8 @@ pub fn prepare() {
 /// Starts civ: settings, load notification, and the targets already
 /// loaded. Returns whether the notification is registered.
 pub fn start(registry_path: &UNICODE_STRING) -> bool {
-    let settings = registry::read_settings(registry_path).unwrap_or(civ_engine::settings::Settings::EMPTY);
+    let settings =
+        registry::read_settings(registry_path).unwrap_or(civ_engine::settings::Settings::EMPTY);
     for note in settings.notes.messages() {
         log!("settings: {note}");
     }
@@ -46,11 +51,17 @@ pub fn start(registry_path: &UNICODE_STRING) -> bool {
         "started: VerifyDriverLevel {:#x}, {} target name(s), action {}",
         settings.level,
         settings.targets().count(),
-        if settings.action == Action::Log { "log" } else { "bug check" }
+        if settings.action == Action::Log {
+            "log"
+        } else {
+            "bug check"
+        }
     );
     let status = notify::register();
     if status < 0 {
-        log!("cannot register the load-image notification ({status:#x}): only drivers already loaded are hooked");
+        log!(
+            "cannot register the load-image notification ({status:#x}): only drivers already loaded are hooked"
+        );
     }
     hook_loaded();
     status >= 0
@@ -72,7 +83,13 @@ fn hook_loaded() {
         let mut name = [0u8; 256];
         let n = m.path.len().min(name.len());
         name[..n].copy_from_slice(&m.path[..n]);
-        attach_image(&name[..n], core::ptr::null(), m.base, u64::from(m.size), true);
+        attach_image(
+            &name[..n],
+            core::ptr::null(),
+            m.base,
+            u64::from(m.size),
+            true,
+        );
     });
     if let Err(e) = result {
         log!("cannot list the loaded modules ({e:?}): targets loaded before civ are not hooked");
@@ -84,7 +101,13 @@ fn hook_loaded() {
 /// # Safety
 /// `name` is null or the notification's valid FullImageName, and `size`
 /// bytes are mapped at `base`.
-pub unsafe fn image_loaded(name: *const UNICODE_STRING, base: u64, size: u64, signature_level: u8, late: bool) {
+pub unsafe fn image_loaded(
+    name: *const UNICODE_STRING,
+    base: u64,
+    size: u64,
+    signature_level: u8,
+    late: bool,
+) {
     // SAFETY: the kernel's FullImageName is valid during the notification.
     let units = unsafe { nt::units(name) };
     let mut path = [0u8; 512];
@@ -94,14 +117,20 @@ pub unsafe fn image_loaded(name: *const UNICODE_STRING, base: u64, size: u64, si
         return;
     }
     if MICROSOFT_SIGNED.contains(&signature_level) {
-        log!("{}: signed by Microsoft, not hooked", core::str::from_utf8(path).unwrap_or("?"));
+        log!(
+            "{}: signed by Microsoft, not hooked",
+            core::str::from_utf8(path).unwrap_or("?")
+        );
         return;
     }
     attach_image(path, name, base, size, late);
 }
 
 fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, late: bool) {
-    let file_name = path.rsplit(|&b| b == b'\\' || b == b'/').next().unwrap_or(path);
+    let file_name = path
+        .rsplit(|&b| b == b'\\' || b == b'/')
+        .next()
+        .unwrap_or(path);
     let shown = core::str::from_utf8(file_name).unwrap_or("?");
     if base == 0 || size == 0 || size > u64::from(u32::MAX) {
         log!("{shown}: no image to check (base {base:#x}, size {size:#x})");
@@ -112,7 +141,8 @@ fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, 
         // SAFETY: the loader mapped `size` bytes at `base` (or every page was
         // found mapped, for a late image), and nobody writes the image
         // while this view lives: slot writes happen after it is dropped.
-        let image = unsafe { core::slice::from_raw_parts(base as usize as *const u8, size as usize) };
+        let image =
+            unsafe { core::slice::from_raw_parts(base as usize as *const u8, size as usize) };
         // SAFETY: `now` is always safe to call.
         attach::inspect(image, base, file_name, late, action, unsafe { time::now() })
     };
@@ -132,18 +162,32 @@ fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, 
             *n = bc.section_name;
             n.as_ptr() as u64
         });
-        log!("{shown}: image violation {} at {:#x}: bug check", bc.code, bc.arg3);
+        log!(
+            "{shown}: image violation {} at {:#x}: bug check",
+            bc.code,
+            bc.arg3
+        );
         // SAFETY: DV's arguments: the image name's UNICODE_STRING (valid
         // during the notification, null for a late image), the section
         // header or IAT address, and a NUL-terminated name in civ's data.
         unsafe {
-            nt::bug_check(BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, u64::from(bc.code.value()), name as usize as u64, bc.arg3, name_ptr)
+            nt::bug_check(
+                BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION,
+                u64::from(bc.code.value()),
+                name as usize as u64,
+                bc.arg3,
+                name_ptr,
+            )
         };
     }
     if let Some(e) = inspection.plan_error {
         log!("{shown}: IAT not hooked: {e}");
     }
-    let report = attach::hook(inspection.target, inspection.plan, &mut KernelSlots { base });
+    let report = attach::hook(
+        inspection.target,
+        inspection.plan,
+        &mut KernelSlots { base },
+    );
     log!(
         "{shown}: target {} at {base:#x} size {size:#x}{}: {} image finding(s), {} slot(s) hooked, {} conflict(s), {} failed",
         inspection.target,
@@ -155,9 +199,50 @@ fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, 
     );
 }
 
-/// Serves one IOCTL; see [`serve::handle`].
-pub fn ioctl(code: u32, input: &[u8], output: &mut [u8]) -> serve::Answer {
-    serve::handle(code, input, output)
+/// IOCTL input is copied out of the shared system buffer first, because
+/// the reply is written into that same buffer.
+static REQUEST: SpinLock<[u8; MAX_REQUEST_SIZE]> = SpinLock::new([0; MAX_REQUEST_SIZE]);
+
+/// Serves one METHOD_BUFFERED IOCTL, whose input and output share one
+/// system buffer (both driver models hand civ that buffer).
+///
+/// # Safety
+/// `buffer` is null only if both lengths are 0; otherwise it is valid for
+/// reads of `input_length` and writes of `output_length` bytes.
+pub unsafe fn buffered_ioctl(
+    code: u32,
+    buffer: *mut u8,
+    input_length: usize,
+    output_length: usize,
+) -> serve::Answer {
+    if buffer.is_null() && (input_length > 0 || output_length > 0) {
+        return serve::Answer {
+            status: STATUS_INVALID_PARAMETER,
+            bytes: 0,
+        };
+    }
+    REQUEST.with(|request| {
+        let take = input_length.min(MAX_REQUEST_SIZE);
+        if take > 0 {
+            // SAFETY: the caller's contract: `take` readable bytes.
+            request[..take].copy_from_slice(unsafe { core::slice::from_raw_parts(buffer, take) });
+        }
+        let output: &mut [u8] = if output_length == 0 {
+            &mut []
+        } else {
+            // SAFETY: the caller's contract: `output_length` writable bytes,
+            // no longer read as input (it was copied above).
+            unsafe { core::slice::from_raw_parts_mut(buffer, output_length) }
+        };
+        // Input longer than any request cannot be one: the engine answers
+        // "invalid parameter" to the empty request it then sees.
+        let input = if input_length > MAX_REQUEST_SIZE {
+            &request[..0]
+        } else {
+            &request[..take]
+        };
+        serve::handle(code, input, output)
+    })
 }
 
 /// Stops civ: no more notifications, every slot put back. Returns how many
@@ -166,7 +251,9 @@ pub fn ioctl(code: u32, input: &[u8], output: &mut [u8]) -> serve::Answer {
 pub fn stop() -> u32 {
     notify::unregister();
     let (restored, failed) = attach::unhook_all(|target| {
-        LOG.targets().find(|t| t.index == target).map(|t| KernelSlots { base: t.base })
+        LOG.targets()
+            .find(|t| t.index == target)
+            .map(|t| KernelSlots { base: t.base })
     });
     log!("stopping: {restored} slot(s) restored, {failed} not");
     failed

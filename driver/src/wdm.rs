@@ -5,10 +5,11 @@
 use crate::civ;
 use crate::log;
 use crate::nt::{self, security};
-use civ_engine::protocol::{DEVICE_NAME, DOS_NAME, MAX_REQUEST_SIZE, STATUS_INVALID_PARAMETER};
-use civ_engine::sync::SpinLock;
+use civ_engine::protocol::{DEVICE_NAME, DOS_NAME};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
-use windows_sys::Wdk::System::SystemServices::{IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink, IofCompleteRequest};
+use windows_sys::Wdk::System::SystemServices::{
+    IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink, IofCompleteRequest,
+};
 use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
 
 const IRP_MJ_CREATE: usize = 0x00;
@@ -21,29 +22,40 @@ const STATUS_SUCCESS: NTSTATUS = 0;
 static DEVICE: &[u16] = crate::utf16!(DEVICE_NAME);
 static LINK: &[u16] = crate::utf16!(DOS_NAME);
 
-/// IOCTL input is copied out of the shared system buffer first, because
-/// the reply is written into that same buffer.
-static REQUEST: SpinLock<[u8; MAX_REQUEST_SIZE]> = SpinLock::new([0; MAX_REQUEST_SIZE]);
-
 /// The driver's entry point.
 ///
 /// # Safety
 /// Called by the I/O manager with a valid driver object and registry path.
 #[unsafe(export_name = "DriverEntry")]
-pub unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRING) -> NTSTATUS {
+pub unsafe extern "system" fn driver_entry(
+    driver: *mut DRIVER_OBJECT,
+    registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
     civ::prepare();
     let device_name = nt::unicode(DEVICE);
     let link_name = nt::unicode(LINK);
     let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
     // SAFETY: a valid driver object and device name; `device` receives the
     // new object.
-    let status = unsafe { IoCreateDevice(driver, 0, &device_name, FILE_DEVICE_UNKNOWN, FILE_DEVICE_SECURE_OPEN, false, &mut device) };
+    let status = unsafe {
+        IoCreateDevice(
+            driver,
+            0,
+            &device_name,
+            FILE_DEVICE_UNKNOWN,
+            FILE_DEVICE_SECURE_OPEN,
+            false,
+            &mut device,
+        )
+    };
     if status < 0 {
         // civ still checks its targets; only civctl cannot reach it.
         log!("cannot create the control device ({status:#x}): civctl cannot reach this civ");
     } else {
         if let Err(s) = security::restrict_to_admins(device) {
-            log!("cannot restrict the control device to administrators ({s:#x}); it keeps the default descriptor");
+            log!(
+                "cannot restrict the control device to administrators ({s:#x}); it keeps the default descriptor"
+            );
         }
         // SAFETY: valid names; the link is deleted at unload.
         let status = unsafe { IoCreateSymbolicLink(&link_name, &device_name) };
@@ -108,10 +120,16 @@ const _: () = assert!(core::mem::size_of::<DeviceIoControlParameters>() == 32);
 ///
 /// # Safety
 /// `stack` is the current stack location of a DEVICE_CONTROL IRP.
-unsafe fn device_io_control(stack: *const windows_sys::Wdk::Foundation::IO_STACK_LOCATION) -> DeviceIoControlParameters {
+unsafe fn device_io_control(
+    stack: *const windows_sys::Wdk::Foundation::IO_STACK_LOCATION,
+) -> DeviceIoControlParameters {
     // SAFETY: Parameters is a union at least 32 bytes long, 8-aligned,
     // holding the DeviceIoControl member for this IRP.
-    unsafe { core::ptr::addr_of!((*stack).Parameters).cast::<DeviceIoControlParameters>().read() }
+    unsafe {
+        core::ptr::addr_of!((*stack).Parameters)
+            .cast::<DeviceIoControlParameters>()
+            .read()
+    }
 }
 
 unsafe extern "system" fn device_control(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
@@ -119,24 +137,20 @@ unsafe extern "system" fn device_control(_device: *const DEVICE_OBJECT, irp: *mu
     // location describes this DEVICE_CONTROL request (METHOD_BUFFERED: one
     // system buffer of max(input, output) bytes).
     unsafe {
-        let stack = (*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation;
+        let stack = (*irp)
+            .Tail
+            .Overlay
+            .Anonymous2
+            .Anonymous
+            .CurrentStackLocation;
         let params = device_io_control(stack);
         let buffer = (*irp).AssociatedIrp.SystemBuffer.cast::<u8>();
-        let (in_len, out_len) = (params.input_length as usize, params.output_length as usize);
-        if buffer.is_null() && (in_len > 0 || out_len > 0) {
-            return complete(irp, STATUS_INVALID_PARAMETER as NTSTATUS, 0);
-        }
-        let answer = REQUEST.with(|request| {
-            let take = in_len.min(MAX_REQUEST_SIZE);
-            if take > 0 {
-                request[..take].copy_from_slice(core::slice::from_raw_parts(buffer, take));
-            }
-            let output: &mut [u8] = if out_len == 0 { &mut [] } else { core::slice::from_raw_parts_mut(buffer, out_len) };
-            // Input longer than any request: its size field cannot match, so
-            // the engine answers "invalid parameter" from what it sees.
-            let input = if in_len > MAX_REQUEST_SIZE { &request[..0] } else { &request[..take] };
-            civ::ioctl(params.code, input, output)
-        });
+        let answer = civ::buffered_ioctl(
+            params.code,
+            buffer,
+            params.input_length as usize,
+            params.output_length as usize,
+        );
         complete(irp, answer.status as NTSTATUS, answer.bytes)
     }
 }
@@ -144,7 +158,9 @@ unsafe extern "system" fn device_control(_device: *const DEVICE_OBJECT, irp: *mu
 unsafe extern "system" fn unload(driver: *const DRIVER_OBJECT) {
     let failed = civ::stop();
     if failed > 0 {
-        log!("{failed} slot(s) still point into civ: their drivers may crash when they call those APIs");
+        log!(
+            "{failed} slot(s) still point into civ: their drivers may crash when they call those APIs"
+        );
     }
     let link_name = nt::unicode(LINK);
     // SAFETY: the link and device created in DriverEntry.

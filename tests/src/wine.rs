@@ -233,7 +233,7 @@ pub fn civ_sys() -> PathBuf {
         "cargo wdm failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = target.join("x86_64-pc-windows-msvc/release/civ_driver.dll");
+    let p = target.join("x86_64-pc-windows-msvc/release/civ.dll");
     *built = Some(p.clone());
     p
 }

@@ -18,7 +18,10 @@ impl Write for Line {
         // Keep one byte for the NUL; cut silently past it.
         let room = LINE - 1 - self.len;
         let n = s.len().min(room);
-        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), s.as_bytes().get(..n)) {
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.len..self.len + n),
+            s.as_bytes().get(..n),
+        ) {
             dst.copy_from_slice(src);
             self.len += n;
         }
@@ -28,7 +31,10 @@ impl Write for Line {
 
 /// Prints one line, prefixed `civ: `. Callable at IRQL <= DISPATCH_LEVEL.
 pub fn print(args: fmt::Arguments<'_>) {
-    let mut line = Line { buf: [0; LINE], len: 0 };
+    let mut line = Line {
+        buf: [0; LINE],
+        len: 0,
+    };
     let _ = line.write_str("civ: ");
     let _ = line.write_fmt(args);
     let _ = line.write_str("\n");

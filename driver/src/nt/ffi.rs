@@ -30,14 +30,25 @@ pub const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xC000_0004_u32 as NTSTATUS;
 // one is an ntoskrnl export on Windows and under Wine.
 
 type DbgPrintExFn = unsafe extern "C" fn(u32, u32, *const u8, ...) -> u32;
-type ZwOpenKeyFn = unsafe extern "system" fn(*mut HANDLE, u32, *const OBJECT_ATTRIBUTES) -> NTSTATUS;
-type ZwQueryValueKeyFn = unsafe extern "system" fn(HANDLE, *const UNICODE_STRING, u32, *mut c_void, u32, *mut u32) -> NTSTATUS;
+type ZwOpenKeyFn =
+    unsafe extern "system" fn(*mut HANDLE, u32, *const OBJECT_ATTRIBUTES) -> NTSTATUS;
+type ZwQueryValueKeyFn = unsafe extern "system" fn(
+    HANDLE,
+    *const UNICODE_STRING,
+    u32,
+    *mut c_void,
+    u32,
+    *mut u32,
+) -> NTSTATUS;
 type ZwCloseFn = unsafe extern "system" fn(HANDLE) -> NTSTATUS;
-type ZwQuerySystemInformationFn = unsafe extern "system" fn(u32, *mut c_void, u32, *mut u32) -> NTSTATUS;
+type ZwQuerySystemInformationFn =
+    unsafe extern "system" fn(u32, *mut c_void, u32, *mut u32) -> NTSTATUS;
 type RtlCreateSecurityDescriptorFn = unsafe extern "system" fn(*mut c_void, u32) -> NTSTATUS;
 type RtlCreateAclFn = unsafe extern "system" fn(*mut c_void, u32, u32) -> NTSTATUS;
-type RtlAddAccessAllowedAceFn = unsafe extern "system" fn(*mut c_void, u32, u32, *const c_void) -> NTSTATUS;
-type RtlSetDaclSecurityDescriptorFn = unsafe extern "system" fn(*mut c_void, u8, *const c_void, u8) -> NTSTATUS;
+type RtlAddAccessAllowedAceFn =
+    unsafe extern "system" fn(*mut c_void, u32, u32, *const c_void) -> NTSTATUS;
+type RtlSetDaclSecurityDescriptorFn =
+    unsafe extern "system" fn(*mut c_void, u8, *const c_void, u8) -> NTSTATUS;
 type ZwSetSecurityObjectFn = unsafe extern "system" fn(HANDLE, u32, *const c_void) -> NTSTATUS;
 
 /// STATUS_PROCEDURE_NOT_FOUND: what a wrapper returns for a routine the
@@ -87,7 +98,14 @@ unsafe fn get<F: Copy>(slot: &AtomicUsize) -> Option<F> {
 pub unsafe fn dbg_print_line(line: *const u8) {
     // SAFETY: DbgPrintEx's type; "%s" with a NUL-terminated string.
     if let Some(f) = unsafe { get::<DbgPrintExFn>(&DBG_PRINT_EX) } {
-        unsafe { f(DPFLTR_IHVDRIVER_ID, DPFLTR_ERROR_LEVEL, c"%s".as_ptr().cast(), line) };
+        unsafe {
+            f(
+                DPFLTR_IHVDRIVER_ID,
+                DPFLTR_ERROR_LEVEL,
+                c"%s".as_ptr().cast(),
+                line,
+            )
+        };
     }
 }
 
@@ -133,8 +151,13 @@ wrappers! {
 }
 
 /// ZwProtectVirtualMemory, resolved at run time (see [`super::patch`]).
-pub type ZwProtectVirtualMemory =
-    unsafe extern "system" fn(process: HANDLE, base: *mut *mut c_void, size: *mut usize, protect: u32, old: *mut u32) -> NTSTATUS;
+pub type ZwProtectVirtualMemory = unsafe extern "system" fn(
+    process: HANDLE,
+    base: *mut *mut c_void,
+    size: *mut usize,
+    protect: u32,
+    old: *mut u32,
+) -> NTSTATUS;
 
 /// KeQuerySystemTime(Precise), resolved at run time (see [`super::time`]).
 pub type KeQuerySystemTime = unsafe extern "system" fn(time: *mut i64);
@@ -159,10 +182,34 @@ unsafe extern "C" {
 static COMPILER_HELPERS: [unsafe extern "C" fn(); 6] = [
     // SAFETY (of the casts): only the addresses are kept, never called
     // through these types.
-    unsafe { core::mem::transmute::<unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void, unsafe extern "C" fn()>(memcpy) },
-    unsafe { core::mem::transmute::<unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void, unsafe extern "C" fn()>(memmove) },
-    unsafe { core::mem::transmute::<unsafe extern "C" fn(*mut c_void, i32, usize) -> *mut c_void, unsafe extern "C" fn()>(memset) },
-    unsafe { core::mem::transmute::<unsafe extern "C" fn(*const c_void, *const c_void, usize) -> i32, unsafe extern "C" fn()>(memcmp) },
-    unsafe { core::mem::transmute::<unsafe extern "C" fn(*const u8) -> usize, unsafe extern "C" fn()>(strlen) },
+    unsafe {
+        core::mem::transmute::<
+            unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void,
+            unsafe extern "C" fn(),
+        >(memcpy)
+    },
+    unsafe {
+        core::mem::transmute::<
+            unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void,
+            unsafe extern "C" fn(),
+        >(memmove)
+    },
+    unsafe {
+        core::mem::transmute::<
+            unsafe extern "C" fn(*mut c_void, i32, usize) -> *mut c_void,
+            unsafe extern "C" fn(),
+        >(memset)
+    },
+    unsafe {
+        core::mem::transmute::<
+            unsafe extern "C" fn(*const c_void, *const c_void, usize) -> i32,
+            unsafe extern "C" fn(),
+        >(memcmp)
+    },
+    unsafe {
+        core::mem::transmute::<unsafe extern "C" fn(*const u8) -> usize, unsafe extern "C" fn()>(
+            strlen,
+        )
+    },
     __chkstk,
 ];

@@ -49,12 +49,18 @@ pub fn for_each_loaded(mut f: impl FnMut(&Module<'_>)) -> Result<(), ListError> 
         let mut got = 0u32;
         // SAFETY: `buf` is writable for its length.
         let status = unsafe {
-            ZwQuerySystemInformation(SYSTEM_MODULE_INFORMATION, buf.as_mut_ptr().cast::<c_void>(), LIST_BYTES as u32, &mut got)
+            ZwQuerySystemInformation(
+                SYSTEM_MODULE_INFORMATION,
+                buf.as_mut_ptr().cast::<c_void>(),
+                LIST_BYTES as u32,
+                &mut got,
+            )
         };
         if status == STATUS_INFO_LENGTH_MISMATCH || status < 0 {
             return Err(ListError::Query(status));
         }
         let len = (got as usize).min(LIST_BYTES);
-        modules::for_each_module(buf.get(..len).unwrap_or(&[]), |m| f(&m)).map_err(|_| ListError::Parse)
+        modules::for_each_module(buf.get(..len).unwrap_or(&[]), |m| f(&m))
+            .map_err(|_| ListError::Parse)
     })
 }

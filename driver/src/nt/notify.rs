@@ -2,7 +2,9 @@
 //! driver image and before the driver's entry point runs, at PASSIVE_LEVEL.
 //! Only kernel images (ProcessId 0) go on to civ.
 
-use windows_sys::Wdk::System::SystemServices::{IMAGE_INFO, PsRemoveLoadImageNotifyRoutine, PsSetLoadImageNotifyRoutine};
+use windows_sys::Wdk::System::SystemServices::{
+    IMAGE_INFO, PsRemoveLoadImageNotifyRoutine, PsSetLoadImageNotifyRoutine,
+};
 use windows_sys::Win32::Foundation::{HANDLE, NTSTATUS, UNICODE_STRING};
 
 /// ImageSignatureLevel: bits 12..16 of IMAGE_INFO.Properties.
@@ -10,17 +12,29 @@ fn signature_level(properties: u32) -> u8 {
     ((properties >> 12) & 0xF) as u8
 }
 
-unsafe extern "system" fn on_image_load(name: *const UNICODE_STRING, process: HANDLE, info: *const IMAGE_INFO) {
+unsafe extern "system" fn on_image_load(
+    name: *const UNICODE_STRING,
+    process: HANDLE,
+    info: *const IMAGE_INFO,
+) {
     if !process.is_null() {
         return;
     }
     // SAFETY: the kernel passes a valid IMAGE_INFO for the call's duration.
-    let Some(info) = (unsafe { info.as_ref() }) else { return };
+    let Some(info) = (unsafe { info.as_ref() }) else {
+        return;
+    };
     // SAFETY: reading the union's plain u32 view.
     let properties = unsafe { info.Anonymous.Properties };
     // SAFETY: the kernel's name and image, valid during the notification.
     unsafe {
-        crate::civ::image_loaded(name, info.ImageBase as usize as u64, info.ImageSize as u64, signature_level(properties), false)
+        crate::civ::image_loaded(
+            name,
+            info.ImageBase as usize as u64,
+            info.ImageSize as u64,
+            signature_level(properties),
+            false,
+        )
     };
 }
 

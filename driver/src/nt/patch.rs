@@ -11,8 +11,8 @@ use civ_engine::iat::SlotWriter;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use windows_sys::Wdk::System::SystemServices::{
-    IoAllocateMdl, IoFreeMdl, MmCached, MmIsAddressValid, MmMapLockedPagesSpecifyCache, MmProbeAndLockPages,
-    MmUnlockPages, MmUnmapLockedPages,
+    IoAllocateMdl, IoFreeMdl, MmCached, MmIsAddressValid, MmMapLockedPagesSpecifyCache,
+    MmProbeAndLockPages, MmUnlockPages, MmUnmapLockedPages,
 };
 
 /// KernelMode.
@@ -28,7 +28,10 @@ static PROTECT: AtomicUsize = AtomicUsize::new(0);
 
 /// Resolves the fallback (PASSIVE_LEVEL, at start).
 pub fn init() {
-    PROTECT.store(super::routine(crate::utf16!("ZwProtectVirtualMemory")), Ordering::Release);
+    PROTECT.store(
+        super::routine(crate::utf16!("ZwProtectVirtualMemory")),
+        Ordering::Release,
+    );
 }
 
 /// Why a slot could not be written.
@@ -108,13 +111,22 @@ unsafe fn write_through_protect(address: u64, value: u64) -> Result<(), WriteErr
         return Err(WriteError::NoWay);
     }
     // SAFETY: resolved by name to ZwProtectVirtualMemory.
-    let protect: ZwProtectVirtualMemory = unsafe { core::mem::transmute::<usize, ZwProtectVirtualMemory>(f) };
+    let protect: ZwProtectVirtualMemory =
+        unsafe { core::mem::transmute::<usize, ZwProtectVirtualMemory>(f) };
     let mut base = address as usize as *mut c_void;
     let mut size = 8usize;
     let mut old = 0u32;
     // SAFETY: base/size/old are valid locals; the process handle is the
     // current process's pseudo-handle.
-    let status = unsafe { protect(CURRENT_PROCESS as _, &mut base, &mut size, PAGE_READWRITE, &mut old) };
+    let status = unsafe {
+        protect(
+            CURRENT_PROCESS as _,
+            &mut base,
+            &mut size,
+            PAGE_READWRITE,
+            &mut old,
+        )
+    };
     if status < 0 {
         return Err(WriteError::NoWay);
     }
@@ -122,7 +134,15 @@ unsafe fn write_through_protect(address: u64, value: u64) -> Result<(), WriteErr
     unsafe { core::ptr::write_volatile(address as usize as *mut u64, value) };
     let (mut base, mut size, mut ignored) = (address as usize as *mut c_void, 8usize, 0u32);
     // SAFETY: as above, restoring the protection found.
-    unsafe { protect(CURRENT_PROCESS as _, &mut base, &mut size, old, &mut ignored) };
+    unsafe {
+        protect(
+            CURRENT_PROCESS as _,
+            &mut base,
+            &mut size,
+            old,
+            &mut ignored,
+        )
+    };
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 //! become safe defaults with a note.
 
 use super::ffi::{
-    KEY_READ, KEY_VALUE_PARTIAL_INFORMATION, OBJ_KERNEL_CASE_INSENSITIVE, STATUS_BUFFER_OVERFLOW, ZwClose, ZwOpenKey,
-    ZwQueryValueKey,
+    KEY_READ, KEY_VALUE_PARTIAL_INFORMATION, OBJ_KERNEL_CASE_INSENSITIVE, STATUS_BUFFER_OVERFLOW,
+    ZwClose, ZwOpenKey, ZwQueryValueKey,
 };
 use civ_engine::settings::Settings;
 use civ_engine::sync::SpinLock;
@@ -26,18 +26,32 @@ struct Buffers {
 
 /// Only DriverEntry reads the registry; the lock keeps the buffers
 /// (too big for a kernel stack) single-user anyway.
-static BUFFERS: SpinLock<Buffers> = SpinLock::new(Buffers { path: [0; PATH_UNITS], values: [[0; VALUE_BYTES]; 3] });
+static BUFFERS: SpinLock<Buffers> = SpinLock::new(Buffers {
+    path: [0; PATH_UNITS],
+    values: [[0; VALUE_BYTES]; 3],
+});
 
 /// Why the key could not be read.
 #[derive(Clone, Copy, Debug)]
 pub struct RegistryError(pub i32);
 
-fn value<'a>(key: HANDLE, name: &'static [u16], buf: &'a mut [u8; VALUE_BYTES]) -> Option<(u32, &'a [u8])> {
+fn value<'a>(
+    key: HANDLE,
+    name: &'static [u16],
+    buf: &'a mut [u8; VALUE_BYTES],
+) -> Option<(u32, &'a [u8])> {
     let name = super::unicode(name);
     let mut got = 0u32;
     // SAFETY: `buf` is writable for its length; `name` is a valid string.
     let status = unsafe {
-        ZwQueryValueKey(key, &name, KEY_VALUE_PARTIAL_INFORMATION, buf.as_mut_ptr().cast::<c_void>(), VALUE_BYTES as u32, &mut got)
+        ZwQueryValueKey(
+            key,
+            &name,
+            KEY_VALUE_PARTIAL_INFORMATION,
+            buf.as_mut_ptr().cast::<c_void>(),
+            VALUE_BYTES as u32,
+            &mut got,
+        )
     };
     if status < 0 {
         return None;
@@ -45,7 +59,10 @@ fn value<'a>(key: HANDLE, name: &'static [u16], buf: &'a mut [u8; VALUE_BYTES]) 
     let typ = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
     let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
     if status == STATUS_BUFFER_OVERFLOW {
-        crate::log!("registry value longer than {} bytes: only its start is read", VALUE_BYTES - DATA_OFFSET);
+        crate::log!(
+            "registry value longer than {} bytes: only its start is read",
+            VALUE_BYTES - DATA_OFFSET
+        );
     }
     let end = (DATA_OFFSET + len).min(VALUE_BYTES);
     Some((typ, buf.get(DATA_OFFSET..end).unwrap_or(&[])))
@@ -61,7 +78,11 @@ pub fn read_settings(service_key: &UNICODE_STRING) -> Result<Settings, RegistryE
         let path = b.path.get_mut(..total).ok_or(RegistryError(-1))?;
         path[..key_units.len()].copy_from_slice(key_units);
         path[key_units.len()..].copy_from_slice(suffix);
-        let name = UNICODE_STRING { Length: (total * 2) as u16, MaximumLength: (total * 2) as u16, Buffer: path.as_mut_ptr() };
+        let name = UNICODE_STRING {
+            Length: (total * 2) as u16,
+            MaximumLength: (total * 2) as u16,
+            Buffer: path.as_mut_ptr(),
+        };
         let attributes = OBJECT_ATTRIBUTES {
             Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
             RootDirectory: core::ptr::null_mut(),
@@ -74,7 +95,9 @@ pub fn read_settings(service_key: &UNICODE_STRING) -> Result<Settings, RegistryE
         // SAFETY: valid attributes naming a key path in a live buffer.
         let status = unsafe { ZwOpenKey(&mut key, KEY_READ, &attributes) };
         if status < 0 {
-            crate::log!("no Parameters key ({status:#x}): civ checks nothing until civctl enables it");
+            crate::log!(
+                "no Parameters key ({status:#x}): civ checks nothing until civctl enables it"
+            );
             return Ok(Settings::EMPTY);
         }
         let [level, drivers, action] = &mut b.values;

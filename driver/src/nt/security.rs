@@ -3,7 +3,10 @@
 //! IoCreateDeviceSecure lives in a static library (wdmsec.lib) no Linux
 //! build can link.
 
-use super::ffi::{RtlAddAccessAllowedAce, RtlCreateAcl, RtlCreateSecurityDescriptor, RtlSetDaclSecurityDescriptor, ZwClose, ZwSetSecurityObject};
+use super::ffi::{
+    RtlAddAccessAllowedAce, RtlCreateAcl, RtlCreateSecurityDescriptor,
+    RtlSetDaclSecurityDescriptor, ZwClose, ZwSetSecurityObject,
+};
 use core::ffi::c_void;
 use windows_sys::Wdk::Foundation::DEVICE_OBJECT;
 use windows_sys::Wdk::Storage::FileSystem::ObOpenObjectByPointer;
@@ -35,8 +38,18 @@ pub fn restrict_to_admins(device: *mut DEVICE_OBJECT) -> Result<(), i32> {
     unsafe {
         check(RtlCreateSecurityDescriptor(sd_ptr, 1))?;
         check(RtlCreateAcl(acl_ptr, 64, 2))?;
-        check(RtlAddAccessAllowedAce(acl_ptr, 2, GENERIC_ALL, SID_SYSTEM.as_ptr().cast()))?;
-        check(RtlAddAccessAllowedAce(acl_ptr, 2, GENERIC_ALL, SID_ADMINS.as_ptr().cast()))?;
+        check(RtlAddAccessAllowedAce(
+            acl_ptr,
+            2,
+            GENERIC_ALL,
+            SID_SYSTEM.as_ptr().cast(),
+        ))?;
+        check(RtlAddAccessAllowedAce(
+            acl_ptr,
+            2,
+            GENERIC_ALL,
+            SID_ADMINS.as_ptr().cast(),
+        ))?;
         check(RtlSetDaclSecurityDescriptor(sd_ptr, 1, acl_ptr, 0))?;
         let mut handle: HANDLE = core::ptr::null_mut();
         check(ObOpenObjectByPointer(
