@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes civ-engine's PE reader for SECONDS (default 60) of fuzzing time:
+# Fuzzes civ-engine's PE reader, then its IOCTL protocol, for SECONDS
+# (default 60) of fuzzing time each:
 #   fuzz/run.sh [SECONDS]
 # Seeds fuzz/corpus/pe_reader (gitignored) from the checked-in malformed
 # images, the built fixture drivers and the downloaded driver corpus, when
@@ -28,5 +29,9 @@ if [ -d "${HOME}/.cache/civ-corpus" ]; then
     seed "${found[@]}"
 fi
 
-exec cargo +nightly fuzz run pe_reader -- \
+cargo +nightly fuzz run pe_reader -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10
+# The IOCTL protocol, seeded with nothing: its messages are small.
+mkdir -p "$fuzz/corpus/protocol"
+cargo +nightly fuzz run protocol "$fuzz/corpus/protocol" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10

@@ -11,6 +11,9 @@ for t in x86_64-pc-windows-msvc; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+# Miri (over the engine's unsafe code) and cargo-fuzz need nightly.
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+rustup +nightly component list --installed | grep -q '^miri' || rustup +nightly component add miri rust-src
 
 # C fixture drivers: clang, lld-link and llvm-dlltool (CodeView, so a PDB),
 # and mingw-w64 gcc (no PDB). Debian's packages, installed only if missing.
