@@ -2,10 +2,13 @@
 //! entry stub calls, the handlers, the table of original functions, and the
 //! kernel interface the driver supplies.
 //!
-//! The hot path (a clean call) is: look up the row, run its predicate on
-//! the arguments in place, load the original. It takes no lock, allocates
-//! nothing and touches no shared cache line for writing, so it is safe at
-//! any IRQL up to DISPATCH_LEVEL and costs next to nothing. A violation
+//! A clean call never gets here: the entry stub's fast path recognises a
+//! certainly-clean argument and jumps to the original itself. Dispatch
+//! sees the rest: it runs the row's predicate on the arguments in place and
+//! loads the original. Neither takes a lock, allocates, or writes a shared
+//! cache line on a clean call, so both are safe at any IRQL up to
+//! DISPATCH_LEVEL; a clean hooked call costs under a nanosecond more than a
+//! direct one (benches/runtime.rs). A violation
 //! is recorded in [`LOG`] and then, by the action in force, either bug-checks
 //! with DV's arguments or lets the call go on.
 
@@ -40,7 +43,7 @@ static ACTION: AtomicU32 = AtomicU32::new(Action::BugCheck as u32);
 /// The original function of each catalog row (0 until a target's IAT first
 /// names it). Every target imports the same ntoskrnl export, so one table
 /// serves all targets.
-static ORIGINALS: [AtomicU64; CATALOG_LEN] = [const { AtomicU64::new(0) }; CATALOG_LEN];
+pub(crate) static ORIGINALS: [AtomicU64; CATALOG_LEN] = [const { AtomicU64::new(0) }; CATALOG_LEN];
 
 /// The settings in force: which images are targets, what a violation does.
 static SETTINGS: SpinLock<Settings> = SpinLock::new(Settings::EMPTY);

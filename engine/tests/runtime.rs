@@ -421,3 +421,92 @@ fn every_arity_from_one_to_eight_passes_arguments_intact() {
         assert_eq!(LOG.recorded(), before);
     }
 }
+
+/// The values a row's checked argument(s) take in the consistency test:
+/// (argument index, value) lists, each list one call.
+fn domain(rule: Rule) -> Vec<Vec<(usize, u64)>> {
+    let garbage = [0u64, 0xFFFF_FFFF_0000_0000, 0x8000_0000_0000_0000];
+    let mut v = Vec::new();
+    match rule {
+        Rule::PoolType { pool_type, .. } => {
+            for x in 0..=0x7FFu64 {
+                for g in garbage {
+                    v.push(vec![(pool_type.index as usize, x | g)]);
+                }
+            }
+        }
+        Rule::NPagedLookasideFlags { flags, .. } => {
+            for x in 0..=0x7FFu64 {
+                v.push(vec![(flags.index as usize, x | 0xAB00_0000_0000)]);
+            }
+        }
+        Rule::PoolFlags { flags, .. } => {
+            for x in 0..=0x3FFu64 {
+                for hi in [0u64, 1 << 32, 1 << 63] {
+                    v.push(vec![(flags.index as usize, x | hi)]);
+                }
+            }
+        }
+        Rule::Protection { protect } => {
+            for x in 0..=0xFFFu64 {
+                v.push(vec![(protect.index as usize, x | 0x5A00_0000_0000_0000)]);
+            }
+        }
+        Rule::MdlMapping {
+            access_mode,
+            priority,
+        } => {
+            for mode in [0u64, 1, 2, 0xFF, 0x100, 0xFFFF_FF00] {
+                for base in [0u64, 16, 32] {
+                    for flags in 0..8u64 {
+                        for g in garbage {
+                            v.push(vec![
+                                (access_mode.index as usize, mode),
+                                (priority.index as usize, base | (flags << 29) | g),
+                            ]);
+                        }
+                    }
+                }
+            }
+        }
+        Rule::MdlMappingLegacy { access_mode } => {
+            for mode in [0u64, 1, 2, 0xFF, 0x100, 0xFFFF_FF00, 0xFFFF_FFFF_FFFF_FF01] {
+                v.push(vec![(access_mode.index as usize, mode)]);
+            }
+        }
+        Rule::RoutineLookup => {}
+    }
+    v
+}
+
+#[test]
+fn the_stubs_fast_path_lets_through_exactly_what_the_predicate_passes() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    install_probe_for_every_row();
+    runtime::set_action(Action::Log);
+    for (i, hook) in CATALOG
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.code().is_some())
+    {
+        let entry = stubs::entry(i).unwrap();
+        let calls = domain(hook.rule);
+        assert!(!calls.is_empty(), "{}", hook.name);
+        for call in calls {
+            let mut args = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+            for &(index, value) in &call {
+                args[index] = value;
+            }
+            let violation = hook.check(&args[..usize::from(hook.arity)], 0).is_some();
+            let before = LOG.recorded();
+            let ret = call_entry(entry, hook.arity, args);
+            assert_passed_through(hook.arity, &args, ret, hook.name);
+            assert_eq!(
+                LOG.recorded() - before,
+                u64::from(violation),
+                "{} with {call:x?}",
+                hook.name
+            );
+        }
+    }
+}
