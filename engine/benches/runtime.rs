@@ -5,6 +5,7 @@
 //! - recording a violation at a site already in the log (target: < 100 ns);
 //! - planning the IAT of the largest x64 driver of the corpus (target:
 //!   < 20 µs).
+//!
 //! Run: `cargo bench -p civ-engine --bench runtime`.
 
 use civ_engine::catalog::CATALOG;
