@@ -7,7 +7,9 @@
 use civ_engine::catalog::CATALOG;
 use civ_engine::iat::{self, PlanError, SlotWriter};
 use civ_engine::pe::{ImportName, Layout, PeImage};
+mod common;
 use civ_fixtures::{Fixture, corpus_dir, corpus_expected, map_image};
+use common::VecWriter;
 use std::collections::BTreeSet;
 
 /// A mapped image whose IAT slots hold made-up kernel addresses, one per
@@ -32,24 +34,6 @@ fn mapped_and_bound(file: &[u8]) -> (Vec<u8>, Vec<(u32, String)>) {
         mapped[at..at + 8].copy_from_slice(&fake.to_le_bytes());
     }
     (mapped, slots)
-}
-
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl SlotWriter for VecWriter<'_> {
-    type Error = ();
-    fn write(&mut self, rva: u32, value: u64) -> Result<(), ()> {
-        let at = rva as usize;
-        self.0
-            .get_mut(at..at + 8)
-            .ok_or(())?
-            .copy_from_slice(&value.to_le_bytes());
-        Ok(())
-    }
-    fn read(&mut self, rva: u32) -> Option<u64> {
-        let at = rva as usize;
-        Some(u64::from_le_bytes(self.0.get(at..at + 8)?.try_into().ok()?))
-    }
 }
 
 const ENTRY_BASE: u64 = 0xFFFF_F805_0000_0000;

@@ -11,27 +11,12 @@ use civ_engine::protocol::{self, GetEvents, GetSites, Kind, Request, SetSettings
 use civ_engine::runtime::{self, LOG};
 use civ_engine::serve::{self, STATUS_INVALID_DEVICE_REQUEST};
 use civ_engine::settings::{Action, Settings};
+mod common;
 use civ_fixtures::{Fixture, map_image};
+use common::VecWriter;
 use std::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-struct VecWriter<'a>(&'a mut Vec<u8>);
-impl SlotWriter for VecWriter<'_> {
-    type Error = ();
-    fn write(&mut self, rva: u32, value: u64) -> Result<(), ()> {
-        let at = rva as usize;
-        self.0
-            .get_mut(at..at + 8)
-            .ok_or(())?
-            .copy_from_slice(&value.to_le_bytes());
-        Ok(())
-    }
-    fn read(&mut self, rva: u32) -> Option<u64> {
-        let at = rva as usize;
-        Some(u64::from_le_bytes(self.0.get(at..at + 8)?.try_into().ok()?))
-    }
-}
 
 /// A writer a closure can hand out again and again.
 struct SharedWriter(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);

@@ -53,6 +53,26 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// A report with only the path: what a file that could not be read gets
+    /// (with `error` set), and what the checks fill in.
+    pub fn empty(path: String) -> FileReport {
+        FileReport {
+            path,
+            sha256: String::new(),
+            machine: None,
+            format: None,
+            section_alignment: None,
+            iat_section: None,
+            findings: Vec::new(),
+            hooked_imports: Vec::new(),
+            dynamic_lookup: false,
+            error: None,
+            predicted: None,
+            pdb: None,
+            pdb_error: None,
+        }
+    }
+
     /// Does the file have findings? Image findings and predicted
     /// violations count; call sites whose argument is unknown do not.
     pub fn has_findings(&self) -> bool {
@@ -198,21 +218,7 @@ pub fn analyze(path: String, data: &[u8]) -> FileReport {
 /// The checks alone, without the SHA-256 (left empty): what the benchmark
 /// against other PE libraries compares.
 pub fn analyze_unhashed(path: String, data: &[u8]) -> FileReport {
-    let mut report = FileReport {
-        path,
-        sha256: String::new(),
-        machine: None,
-        format: None,
-        section_alignment: None,
-        iat_section: None,
-        findings: Vec::new(),
-        hooked_imports: Vec::new(),
-        dynamic_lookup: false,
-        error: None,
-        predicted: None,
-        pdb: None,
-        pdb_error: None,
-    };
+    let mut report = FileReport::empty(path);
     if let Err(e) = fill(&mut report, data) {
         report.error = Some(e.to_string());
     }

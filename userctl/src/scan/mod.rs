@@ -109,19 +109,8 @@ pub fn scan_file_with(path: &Path, options: &Options) -> FileReport {
             report
         }
         Err(e) => FileReport {
-            path: shown,
-            sha256: String::new(),
-            machine: None,
-            format: None,
-            section_alignment: None,
-            iat_section: None,
-            findings: Vec::new(),
-            hooked_imports: Vec::new(),
-            dynamic_lookup: false,
             error: Some(e),
-            predicted: None,
-            pdb: None,
-            pdb_error: None,
+            ..FileReport::empty(shown)
         },
     }
 }
