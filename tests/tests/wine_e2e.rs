@@ -459,3 +459,37 @@ fn bad_registry_values_leave_civ_running_and_checking_nothing() {
     assert!(wine::hooked(&out).is_empty(), "nothing is a target:\n{out}");
     assert!(wine::bug_checks(&out).is_empty());
 }
+
+#[test]
+fn drivers_loaded_before_civ_are_looked_for_and_wines_made_up_list_is_not_trusted() {
+    // Wine answers SystemModuleInformation with a made-up list (ntoskrnl.exe,
+    // hal.dll, mountmgr.sys at bases where nothing is mapped). With `*`
+    // every entry matches; civ must check the pages before reading, say
+    // why it does not hook them, and go on to hook what loads later.
+    let prefix = Prefix::new("late");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    let fx = call_fixture("ExAllocatePoolWithTag");
+    prefix.put(&fx, "fx.sys");
+    let mut lines = wine::install_civ("civl", "gl", "0x02000000", "*", 1);
+    lines.push("net start civl".into());
+    lines.extend(wine::install_and_start("fxl", "gl", "fx.sys"));
+    let out = prefix.run("late", &lines);
+    let skipped: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("loaded before civ and not fully mapped"))
+        .collect();
+    assert!(
+        !skipped.is_empty(),
+        "the loaded-module list was not walked:\n{out}"
+    );
+    assert!(
+        skipped.iter().any(|l| l.contains("ntoskrnl.exe")),
+        "{skipped:?}"
+    );
+    let hooked = wine::hooked(&out);
+    assert!(
+        hooked.iter().any(|h| h.name == "fx.sys" && h.slots == 1),
+        "a driver loading later is still hooked:\n{out}"
+    );
+    assert!(wine::bug_checks(&out).is_empty());
+}
