@@ -6,9 +6,15 @@
 //! - [`predict`]: call sites of hooked imports found in x64 code, with the
 //!   checked argument where it is a constant, judged by the engine.
 //! - [`symbols`]: PDB lookups (address to function and file:line).
+//! - [`control`]: the Windows commands (`enable`, `disable`, `reset`,
+//!   `query`, `status`, `log`, `install`, `uninstall`), written over a host
+//!   trait; `win` implements it on Windows.
 //! - [`cli`]: the command line.
 pub mod cli;
+pub mod control;
 pub mod decode;
 pub mod predict;
 pub mod scan;
 pub mod symbols;
+#[cfg(windows)]
+pub mod win;

@@ -1,0 +1,683 @@
+//! What `status` and `log` show, built from civ.sys's decoded replies
+//! ([`StatusReply`], [`SitesReply`], [`EventsReply`]), for a person or as
+//! JSON. Nothing here talks to the driver: the commands fetch, this module
+//! only reads records, so it is tested with replies the protocol's own
+//! writers encode.
+
+use super::model::{action_meaning, action_name};
+use civ_engine::catalog::CATALOG;
+use civ_engine::code::{Code, Counter, VERIFIER_FLAG_CODE_INTEGRITY};
+use civ_engine::protocol::{
+    EventRecord, NO_API, SiteRecord, StatusReply, TargetRecord, UNKNOWN_TARGET, Version,
+};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+/// A FILETIME (100-ns units since 1601, as KeQuerySystemTime) as
+/// `2026-11-25 08:31:57.123 UTC`; `-` for 0.
+pub fn utc(filetime: u64) -> String {
+    if filetime == 0 {
+        return "-".into();
+    }
+    // 1601-01-01 is 134774 days before 1970-01-01.
+    let ms = filetime / 10_000;
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400) - 134_774;
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03} UTC",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        ms % 1000
+    )
+}
+
+/// The seven counters, serialized as a map from DV's label to the count,
+/// in DV's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters(pub [u64; 7]);
+
+impl Serialize for Counters {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(7))?;
+        for c in Counter::ALL {
+            map.serialize_entry(c.label(), &self.0[c as usize])?;
+        }
+        map.end()
+    }
+}
+
+/// One target of `status`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct TargetView {
+    /// Its index in civ's log (what `log` entries refer to).
+    pub index: usize,
+    /// The image's file name.
+    pub name: String,
+    /// Where it is loaded.
+    pub base: u64,
+    /// SizeOfImage.
+    pub size: u64,
+    /// IAT slots civ rewrote.
+    pub hooked_slots: u32,
+    /// Loaded before civ: calls made before it was hooked were not seen.
+    pub late: bool,
+    /// The image checks 0x2003-0x2005 ran.
+    pub image_checked: bool,
+    /// Unloaded since.
+    pub unloaded: bool,
+    /// DV's seven counters.
+    pub counters: Counters,
+}
+
+/// `civctl status`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct StatusView {
+    /// Always true: a status needs civ.sys.
+    pub running: bool,
+    /// civ.sys's version, `0.1.0`.
+    pub driver_version: String,
+    /// The protocol version both sides speak.
+    pub protocol: u16,
+    /// VerifyDriverLevel in force.
+    pub flags: u32,
+    /// The same, `0x02000000`.
+    pub flags_hex: String,
+    /// 0x02000000 is in force: drivers that load are checked.
+    pub code_integrity: bool,
+    /// `bugcheck` or `log`.
+    pub action: &'static str,
+    /// When civ.sys started (FILETIME).
+    pub started_time: u64,
+    /// The same, in UTC.
+    pub started: String,
+    /// civ.sys had more targets than the reply could hold.
+    pub truncated: bool,
+    /// The verified drivers, in civ's order.
+    pub targets: Vec<TargetView>,
+}
+
+impl StatusView {
+    /// Builds the view from the version and status replies.
+    pub fn new(version: &Version, status: &StatusReply<'_>) -> StatusView {
+        let level = status.head.verify_level;
+        StatusView {
+            running: true,
+            driver_version: format!(
+                "{}.{}.{}",
+                version.driver_major, version.driver_minor, version.driver_patch
+            ),
+            protocol: version.protocol,
+            flags: level,
+            flags_hex: format!("{level:#010x}"),
+            code_integrity: level & VERIFIER_FLAG_CODE_INTEGRITY != 0,
+            action: action_name(status.head.action),
+            started_time: status.head.started_time,
+            started: utc(status.head.started_time),
+            truncated: status.truncated,
+            targets: status
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(index, t)| target_view(index, &t))
+                .collect(),
+        }
+    }
+
+    /// The names of the targets by index, for `log`.
+    pub fn names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// The view for a person, laid out like `verifier /query`.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "civ.sys {} (protocol {}), running since {}\n",
+            self.driver_version, self.protocol, self.started
+        );
+        let action = if self.action == "log" {
+            civ_engine::settings::Action::Log
+        } else {
+            civ_engine::settings::Action::BugCheck
+        };
+        s.push_str(&format!(
+            "flags {}{}, action {}: {}\n",
+            self.flags_hex,
+            if self.code_integrity {
+                " (code integrity checks)"
+            } else {
+                " (no code integrity flag: drivers that load now are not checked)"
+            },
+            self.action,
+            action_meaning(action)
+        ));
+        let loaded = self.targets.iter().filter(|t| !t.unloaded).count();
+        s.push_str(&format!(
+            "{} verified driver(s), {loaded} loaded\n",
+            self.targets.len()
+        ));
+        for t in &self.targets {
+            let mut marks = String::new();
+            if t.late {
+                marks.push_str("  LATE (loaded before civ: earlier calls not seen)");
+            }
+            if t.unloaded {
+                marks.push_str("  unloaded");
+            }
+            if !t.image_checked {
+                marks.push_str("  image not checked");
+            }
+            s.push_str(&format!(
+                "\n{}  base {:#x}  size {:#x}  {} hooked slot(s){marks}\n",
+                t.name, t.base, t.size, t.hooked_slots
+            ));
+            for c in Counter::ALL {
+                s.push_str(&format!(
+                    "    {:<28}{}\n",
+                    c.label(),
+                    t.counters.0[c as usize]
+                ));
+            }
+        }
+        if self.truncated {
+            s.push_str("\n(more targets than one reply holds: the list is cut)\n");
+        }
+        s
+    }
+}
+
+fn target_view(index: usize, t: &TargetRecord) -> TargetView {
+    TargetView {
+        index,
+        name: t.name().to_string(),
+        base: t.base,
+        size: t.size,
+        hooked_slots: t.hooked_slots,
+        late: t.flags & TargetRecord::LATE != 0,
+        image_checked: t.flags & TargetRecord::IMAGE_CHECKED != 0,
+        unloaded: t.flags & TargetRecord::UNLOADED != 0,
+        counters: Counters(t.counters),
+    }
+}
+
+/// A site's or event's code as JSON shows it: `0x2000`, or `relocs`.
+fn code_text(counter: Counter) -> String {
+    counter.tag().to_string()
+}
+
+/// The API of a catalog index; `image` for an image finding.
+pub fn api_name(api: u8) -> String {
+    if api == NO_API {
+        return "image".into();
+    }
+    CATALOG
+        .get(usize::from(api))
+        .map_or_else(|| format!("api #{api}"), |h| h.name.to_string())
+}
+
+fn driver_name(names: &[String], target: u8) -> String {
+    if target == UNKNOWN_TARGET {
+        return "(unknown driver)".into();
+    }
+    names
+        .get(usize::from(target))
+        .cloned()
+        .unwrap_or_else(|| format!("target #{target}"))
+}
+
+/// What a violation's arguments mean: for 0x2000-0x2002 the reading
+/// `civctl decode` gives of Arg3 and Arg4; for an image finding, what it is.
+pub fn meaning(counter: Counter, offset: u64, arg3: u64, arg4: u64) -> String {
+    match counter.code() {
+        Some(
+            code @ (Code::ExecutePoolType | Code::ExecutePageProtection | Code::ExecutePageMapping),
+        ) => match crate::decode::decode([u64::from(code.value()), offset, arg3, arg4]) {
+            Ok(d) => d
+                .arguments
+                .iter()
+                .skip(2)
+                .map(|a| a.meaning.as_str())
+                .filter(|m| !m.starts_with("reserved"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(e) => e.to_string(),
+        },
+        Some(code) => format!("{} (rva {offset:#x})", code.title()),
+        None => format!(
+            "base relocation straddling a page at rva {offset:#x} (not applied under HVCI on Windows 10 1507-1607)"
+        ),
+    }
+}
+
+/// One unique violation site of `log`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SiteView {
+    /// `0x2000`..`0x2005`, or `relocs`.
+    pub code: String,
+    /// DV's counter label.
+    pub counter: &'static str,
+    /// Index of the driver in `status`.
+    pub target: u8,
+    /// The driver's file name.
+    pub driver: String,
+    /// The hooked API, or `image` for an image finding.
+    pub api: String,
+    /// The caller's offset in the driver (RVA), or the finding's RVA.
+    pub offset: u64,
+    /// How many times.
+    pub hits: u64,
+    /// DV's Arg3 (pool type, protection, priority; section header address).
+    pub arg3: u64,
+    /// DV's Arg4 (pool tag, or 0).
+    pub arg4: u64,
+    /// What the arguments mean.
+    pub meaning: String,
+    /// First hit (FILETIME).
+    pub first_time: u64,
+    /// Last hit (FILETIME).
+    pub last_time: u64,
+}
+
+/// `civctl log`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct LogView {
+    /// Sites in civ's table.
+    pub total: u32,
+    /// Sites civ could not record (its table was full).
+    pub dropped: u64,
+    /// The sites.
+    pub sites: Vec<SiteView>,
+}
+
+impl LogView {
+    /// Builds the view from every page of sites and the targets' names.
+    pub fn new(
+        total: u32,
+        dropped: u64,
+        sites: impl IntoIterator<Item = SiteRecord>,
+        names: &[String],
+    ) -> LogView {
+        LogView {
+            total,
+            dropped,
+            sites: sites
+                .into_iter()
+                .map(|s| SiteView {
+                    code: code_text(s.counter),
+                    counter: s.counter.label(),
+                    target: s.target,
+                    driver: driver_name(names, s.target),
+                    api: api_name(s.api),
+                    offset: s.offset,
+                    hits: s.hits,
+                    arg3: s.arg3,
+                    arg4: s.arg4,
+                    meaning: meaning(s.counter, s.offset, s.arg3, s.arg4),
+                    first_time: s.first_time,
+                    last_time: s.last_time,
+                })
+                .collect(),
+        }
+    }
+
+    /// The view for a person.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        if self.sites.is_empty() {
+            s.push_str("no violations recorded\n");
+        } else {
+            s.push_str(&format!("{} violation site(s)\n", self.sites.len()));
+        }
+        for v in &self.sites {
+            s.push_str(&format!(
+                "\n{} {}  {}+{:#x}  {}  hits {}  arg3 {:#x}  arg4 {:#x}\n    {}\n    first {}, last {}\n",
+                v.code,
+                v.counter,
+                v.driver,
+                v.offset,
+                v.api,
+                v.hits,
+                v.arg3,
+                v.arg4,
+                v.meaning,
+                utc(v.first_time),
+                utc(v.last_time)
+            ));
+        }
+        if self.dropped > 0 {
+            s.push_str(&format!(
+                "\n{} site(s) not recorded: civ's table was full\n",
+                self.dropped
+            ));
+        }
+        if let Some(call) = self.sites.iter().find(|v| v.api != "image") {
+            let module = call
+                .driver
+                .rsplit_once('.')
+                .map_or(call.driver.as_str(), |(stem, _)| stem);
+            s.push_str(&format!(
+                "\nA call's offset is its return address in the driver: in WinDbg `ln {module}+{:#x}`; \
+                 civctl scan --pdb finds the same call statically, with its source line.\n",
+                call.offset
+            ));
+        }
+        s
+    }
+}
+
+/// One event of `log --follow`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct EventView {
+    /// Sequence number.
+    pub seq: u64,
+    /// When (FILETIME).
+    pub time: u64,
+    /// `0x2000`..`0x2005`, or `relocs`.
+    pub code: String,
+    /// DV's counter label.
+    pub counter: &'static str,
+    /// Index of the driver in `status`.
+    pub target: u8,
+    /// The driver's file name.
+    pub driver: String,
+    /// The hooked API, or `image`.
+    pub api: String,
+    /// Offset in the driver.
+    pub offset: u64,
+    /// DV's Arg3.
+    pub arg3: u64,
+    /// DV's Arg4.
+    pub arg4: u64,
+    /// What the arguments mean.
+    pub meaning: String,
+}
+
+impl EventView {
+    /// Builds the view of one event.
+    pub fn new(e: &EventRecord, names: &[String]) -> EventView {
+        EventView {
+            seq: e.seq,
+            time: e.time,
+            code: code_text(e.counter),
+            counter: e.counter.label(),
+            target: e.target,
+            driver: driver_name(names, e.target),
+            api: api_name(e.api),
+            offset: e.offset,
+            arg3: e.arg3,
+            arg4: e.arg4,
+            meaning: meaning(e.counter, e.offset, e.arg3, e.arg4),
+        }
+    }
+
+    /// One line for a person.
+    pub fn to_line(&self) -> String {
+        format!(
+            "#{} {}  {} {}  {}+{:#x}  {}  arg3 {:#x}  arg4 {:#x}  {}\n",
+            self.seq,
+            utc(self.time),
+            self.code,
+            self.counter,
+            self.driver,
+            self.offset,
+            self.api,
+            self.arg3,
+            self.arg4,
+            self.meaning
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use civ_engine::protocol::{
+        self, GetEvents, GetSites, StatusHead, decode_reply_events, decode_reply_sites,
+        decode_reply_status,
+    };
+    use civ_engine::settings::Action;
+
+    /// 2026-11-25 08:31:57.123 UTC as a FILETIME.
+    const T: u64 = (1_795_595_517_123 + 11_644_473_600_000) * 10_000;
+
+    fn late_sys() -> TargetRecord {
+        let mut t = TargetRecord::new("late.sys");
+        t.base = 0xFFFF_F801_2000_0000;
+        t.size = 0x6000;
+        t.counters[Counter::ExecutePoolType as usize] = 1;
+        t.hooked_slots = 1;
+        t.flags = TargetRecord::IMAGE_CHECKED;
+        t
+    }
+
+    fn site(target: u8, api: &str) -> SiteRecord {
+        SiteRecord {
+            counter: Counter::ExecutePoolType,
+            target,
+            api: CATALOG.iter().position(|h| h.name == api).unwrap() as u8,
+            offset: 0x1a2b,
+            arg3: 0,
+            arg4: u64::from(u32::from_le_bytes(*b"fxCI")),
+            first_time: T,
+            last_time: T,
+            hits: 3,
+        }
+    }
+
+    #[test]
+    fn filetimes_read_as_utc() {
+        assert_eq!(utc(0), "-");
+        assert_eq!(utc(T), "2026-11-25 08:31:57.123 UTC");
+        assert_eq!(utc(116_444_736_000_000_000), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(1), "1601-01-01 00:00:00.000 UTC");
+        // 2024-02-29 12:00:00 UTC: a leap day.
+        assert_eq!(
+            utc((1_709_208_000 + 11_644_473_600) * 10_000_000),
+            "2024-02-29 12:00:00.000 UTC"
+        );
+    }
+
+    #[test]
+    fn status_from_the_drivers_reply() {
+        let head = StatusHead {
+            verify_level: 0x0200_0000,
+            action: Action::Log,
+            started_time: T,
+        };
+        let mut early = TargetRecord::new("early.sys");
+        early.flags = TargetRecord::LATE | TargetRecord::IMAGE_CHECKED | TargetRecord::UNLOADED;
+        early.counters[Counter::ExecuteWriteSection as usize] = 2;
+        let mut buf = vec![0u8; 4096];
+        protocol::write_status(&head, [late_sys(), early], &mut buf).unwrap();
+        let reply = decode_reply_status(&buf).unwrap();
+        let view = StatusView::new(&Version::new(0, 1, 0, 0), &reply);
+        assert_eq!(view.names(), ["late.sys", "early.sys"]);
+        let j = serde_json::to_value(&view).unwrap();
+        assert_eq!(j["running"], true);
+        assert_eq!(j["driver_version"], "0.1.0");
+        assert_eq!(j["flags_hex"], "0x02000000");
+        assert_eq!(j["action"], "log");
+        assert_eq!(j["started"], "2026-11-25 08:31:57.123 UTC");
+        let late = &j["targets"][0];
+        assert_eq!(late["name"], "late.sys");
+        assert_eq!(late["counters"]["Execute Pool Type"], 1);
+        assert_eq!(late["counters"]["IAT in Executable Section"], 0);
+        assert_eq!(late["late"], false);
+        assert_eq!(late["base"], 0xFFFF_F801_2000_0000u64);
+        assert_eq!(j["targets"][1]["late"], true);
+        assert_eq!(j["targets"][1]["unloaded"], true);
+        // DV's order, all seven.
+        let keys: Vec<&String> = late["counters"].as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 7);
+        let text = view.to_text();
+        assert!(
+            text.contains("civ.sys 0.1.0 (protocol 1), running since 2026-11-25"),
+            "{text}"
+        );
+        assert!(text.contains("2 verified driver(s), 1 loaded"), "{text}");
+        for c in Counter::ALL {
+            assert!(text.contains(c.label()), "{text}");
+        }
+        assert!(
+            text.contains("    Execute Pool Type           1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("early.sys  base 0x0  size 0x0  0 hooked slot(s)  LATE"),
+            "{text}"
+        );
+        assert!(text.contains("Execute-Write Section       2"), "{text}");
+        let order: Vec<usize> = Counter::ALL
+            .iter()
+            .map(|c| text.find(c.label()).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "DV's order");
+    }
+
+    #[test]
+    fn log_from_every_page_of_sites() {
+        let all: Vec<SiteRecord> = (0..5)
+            .map(|i| {
+                let mut s = site(0, "ExAllocatePoolWithTag");
+                s.offset += i;
+                s
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut req = GetSites { start: 0, max: 2 };
+        let total = loop {
+            let mut buf = vec![0u8; 4096];
+            protocol::write_sites(&req, 0, all.iter().copied(), &mut buf).unwrap();
+            let reply = decode_reply_sites(&buf).unwrap();
+            got.extend(reply.sites.iter());
+            match reply.next_page(&req) {
+                Some(next) => req = next,
+                None => break reply.total,
+            }
+        };
+        let view = LogView::new(total, 0, got, &["late.sys".to_string()]);
+        assert_eq!(view.sites.len(), 5);
+        let j = serde_json::to_value(&view).unwrap();
+        let s = &j["sites"][0];
+        assert_eq!(s["code"], "0x2000");
+        assert_eq!(s["counter"], "Execute Pool Type");
+        assert_eq!(s["driver"], "late.sys");
+        assert_eq!(s["api"], "ExAllocatePoolWithTag");
+        assert_eq!(s["arg3"], 0);
+        assert_eq!(s["offset"], 0x1a2b);
+        assert_eq!(s["hits"], 3);
+        assert_eq!(
+            s["meaning"],
+            "POOL_TYPE NonPagedPool (executable); pool tag 'fxCI'"
+        );
+        let text = view.to_text();
+        assert!(
+            text.contains("0x2000 Execute Pool Type  late.sys+0x1a2b  ExAllocatePoolWithTag  hits 3  arg3 0x0  arg4 0x49437866"),
+            "{text}"
+        );
+        assert!(text.contains("first 2026-11-25 08:31:57.123 UTC"), "{text}");
+        assert!(text.contains("`ln late+0x1a2b`"), "{text}");
+    }
+
+    #[test]
+    fn image_findings_unknown_targets_and_other_codes() {
+        let mut wx = site(1, "ExAllocatePoolWithTag");
+        wx.counter = Counter::ExecuteWriteSection;
+        wx.api = NO_API;
+        wx.offset = 0x3000;
+        let mut relocs = wx;
+        relocs.counter = Counter::UnsupportedRelocs;
+        let mut mdl = site(UNKNOWN_TARGET, "MmMapLockedPagesSpecifyCache");
+        mdl.counter = Counter::ExecutePageMapping;
+        mdl.arg3 = 0x10;
+        mdl.arg4 = 0;
+        let mut prot = site(7, "MmProtectMdlSystemAddress");
+        prot.counter = Counter::ExecutePageProtection;
+        prot.arg3 = 0x40;
+        prot.arg4 = 0;
+        let names = ["a.sys".to_string(), "wx.sys".to_string()];
+        let view = LogView::new(4, 2, [wx, relocs, mdl, prot], &names);
+        let s = &view.sites;
+        assert_eq!(
+            (s[0].api.as_str(), s[0].driver.as_str()),
+            ("image", "wx.sys")
+        );
+        assert_eq!(s[0].code, "0x2003");
+        assert!(
+            s[0].meaning
+                .contains("writable and executable (rva 0x3000)"),
+            "{}",
+            s[0].meaning
+        );
+        assert_eq!(s[1].code, "relocs");
+        assert!(s[1].meaning.contains("straddling a page"));
+        assert_eq!(s[2].driver, "(unknown driver)");
+        assert!(
+            s[2].meaning.contains("NormalPagePriority"),
+            "{}",
+            s[2].meaning
+        );
+        assert!(!s[2].meaning.contains("reserved"), "{}", s[2].meaning);
+        assert_eq!(s[3].driver, "target #7");
+        assert!(
+            s[3].meaning.contains("PAGE_EXECUTE_READWRITE"),
+            "{}",
+            s[3].meaning
+        );
+        assert!(view.to_text().contains("2 site(s) not recorded"));
+        assert_eq!(api_name(200), "api #200");
+        assert_eq!(
+            LogView::new(0, 0, [], &[]).to_text(),
+            "no violations recorded\n"
+        );
+    }
+
+    #[test]
+    fn events_read_from_the_reply() {
+        let event = EventRecord {
+            seq: 4,
+            time: T,
+            counter: Counter::ExecutePoolType,
+            target: 0,
+            api: CATALOG
+                .iter()
+                .position(|h| h.name == "ExAllocatePool")
+                .unwrap() as u8,
+            offset: 0x10,
+            arg3: 0,
+            arg4: 0,
+        };
+        let mut buf = vec![0u8; 1024];
+        protocol::write_events(
+            &GetEvents {
+                since_seq: 0,
+                max: 10,
+            },
+            [event],
+            &mut buf,
+        )
+        .unwrap();
+        let reply = decode_reply_events(&buf).unwrap();
+        assert_eq!((reply.next_seq, reply.lost), (5, 4));
+        let e = EventView::new(&reply.events.get(0).unwrap(), &["late.sys".to_string()]);
+        let line = e.to_line();
+        assert!(
+            line.starts_with("#4 2026-11-25 08:31:57.123 UTC  0x2000 Execute Pool Type  late.sys+0x10  ExAllocatePool  arg3 0x0  arg4 0x0  POOL_TYPE NonPagedPool (executable); no pool tag"),
+            "{line}"
+        );
+        let j = serde_json::to_value(&e).unwrap();
+        assert_eq!(j["seq"], 4);
+        assert_eq!(j["api"], "ExAllocatePool");
+    }
+}
