@@ -367,6 +367,17 @@ pub fn ioctl_probe() -> PathBuf {
     build_with_mingw("ioctl_probe.exe", "ioctl_probe.c", &[], &[])
 }
 
+/// bcryptprimitives.dll for Wine 8, which lacks it: Rust std executables
+/// (civctl.exe) import its ProcessPrng (tests/fixtures/c/bcryptprimitives.c).
+pub fn bcrypt_stand_in() -> PathBuf {
+    build_with_mingw(
+        "bcryptprimitives.dll",
+        "bcryptprimitives.c",
+        &["-shared"],
+        &["-ladvapi32"],
+    )
+}
+
 /// Builds a C source with mingw-w64 gcc into `name` (drivers and the
 /// IOCTL client of the Wine test).
 fn build_with_mingw(name: &str, source: &str, flags: &[&str], libs: &[&str]) -> PathBuf {

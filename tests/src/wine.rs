@@ -211,6 +211,43 @@ pub fn probe_results(output: &str) -> Vec<(bool, u32, usize)> {
         .collect()
 }
 
+/// civctl.exe, cross-compiled for x86_64-pc-windows-gnu (linked by
+/// mingw-w64's gcc, Rust's default for that target) into its own target
+/// folder, target/wingnu. Under Wine 8 it needs [`crate::bcrypt_stand_in`]
+/// beside it.
+pub fn civctl_exe() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.as_ref() {
+        return p.clone();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/wingnu");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "civctl",
+            "--bin",
+            "civctl",
+            "--target",
+            "x86_64-pc-windows-gnu",
+        ])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo build for x86_64-pc-windows-gnu");
+    assert!(
+        out.status.success(),
+        "cargo build -p civctl --target x86_64-pc-windows-gnu failed (scripts/setup.sh adds the target):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = target.join("x86_64-pc-windows-gnu/debug/civctl.exe");
+    *built = Some(p.clone());
+    p
+}
+
 /// civ.sys, built by `cargo wdm` into its own target folder (the outer
 /// cargo holds the workspace's while tests run).
 pub fn civ_sys() -> PathBuf {
