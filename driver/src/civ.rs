@@ -11,12 +11,38 @@ use civ_engine::runtime::{self, KernelOps, LOG};
 use civ_engine::serve;
 use civ_engine::settings::Action;
 use civ_engine::sync::SpinLock;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 
 static OPS: KernelOps = KernelOps {
     bug_check: nt::bug_check,
     now: time::now,
+    pin,
 };
+
+/// This driver's object, to withdraw its unload routine when civ is pinned.
+static DRIVER: AtomicPtr<DRIVER_OBJECT> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Remembers the driver object (DriverEntry, both shells).
+pub fn set_driver_object(driver: *mut DRIVER_OBJECT) {
+    DRIVER.store(driver, Ordering::Release);
+}
+
+/// A target holds a pointer to one of civ's entries (from
+/// MmGetSystemRoutineAddress): civ must never unload now, so its unload
+/// routine is withdrawn and `sc stop` / `net stop` are refused.
+unsafe extern "system" fn pin() {
+    let driver = DRIVER.load(Ordering::Acquire);
+    // SAFETY: our own driver object, valid while the driver is loaded; the
+    // I/O manager reads DriverUnload only when asked to unload.
+    if let Some(d) = unsafe { driver.as_mut() } {
+        d.DriverUnload = None;
+    }
+    log!(
+        "a driver resolved a hooked API through MmGetSystemRoutineAddress and holds civ's entry: civ can no longer unload (reboot to remove it)"
+    );
+}
 
 /// Signature levels of Microsoft's own images (Microsoft, Windows,
 /// Windows TCB): never hooked, as DV leaves them out of `*` and
@@ -255,6 +281,15 @@ pub fn stop() -> u32 {
             .find(|t| t.index == target)
             .map(|t| KernelSlots { base: t.base })
     });
+    // No new call enters civ now; let the ones inside finish: those in the
+    // slow path are counted, and a grace period covers the few instructions
+    // between a stub's entry and its jump.
+    let mut waits = 0;
+    while runtime::in_flight() > 0 && waits < 500 {
+        nt::sleep_ms(10);
+        waits += 1;
+    }
+    nt::sleep_ms(100);
     log!("stopping: {restored} slot(s) restored, {failed} not");
     failed
 }

@@ -48,6 +48,8 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     civ::prepare();
+    // wdk-sys' DRIVER_OBJECT and windows-sys' have the same layout.
+    civ::set_driver_object(driver.cast());
     let mut config = WDF_DRIVER_CONFIG {
         Size: core::mem::size_of::<WDF_DRIVER_CONFIG>() as ULONG,
         EvtDriverUnload: Some(evt_driver_unload),

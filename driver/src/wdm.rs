@@ -32,6 +32,7 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
     civ::prepare();
+    civ::set_driver_object(driver);
     let device_name = nt::unicode(DEVICE);
     let link_name = nt::unicode(LINK);
     let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();

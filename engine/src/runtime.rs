@@ -18,7 +18,7 @@ use crate::code::BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION;
 use crate::log::{Event, Log, TARGET_UNKNOWN};
 use crate::settings::{Action, Settings};
 use crate::sync::SpinLock;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The driver's log: 64 targets, 1024 unique sites, 1024 recent events.
 pub type DriverLog = Log<64, 1024, 1024>;
@@ -35,9 +35,46 @@ pub struct KernelOps {
     pub bug_check: unsafe extern "system" fn(u32, u64, u64, u64, u64),
     /// A timestamp for the log, in 100-ns units (KeQueryInterruptTime).
     pub now: unsafe extern "system" fn() -> u64,
+    /// Called once, at PASSIVE_LEVEL, when civ first answers a
+    /// MmGetSystemRoutineAddress lookup with its own entry: a target now
+    /// holds a pointer into civ that no IAT restore can take back, so the
+    /// driver must stop allowing its own unload.
+    pub pin: unsafe extern "system" fn(),
 }
 
 static OPS: AtomicPtr<KernelOps> = AtomicPtr::new(core::ptr::null_mut());
+/// Threads inside dispatch or civ's routine lookup right now.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// A routine lookup was answered with civ's entry (see [`KernelOps::pin`]).
+static PINNED: AtomicBool = AtomicBool::new(false);
+
+/// Counts a thread in civ's slow path for as long as it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// How many threads are inside civ's slow path (dispatch, routine lookup)
+/// now: unload waits for 0 after restoring the slots.
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+/// Has civ handed a target a pointer to its own entry through
+/// MmGetSystemRoutineAddress (so it must never unload)?
+pub fn pinned() -> bool {
+    PINNED.load(Ordering::Acquire)
+}
 static ACTION: AtomicU32 = AtomicU32::new(Action::BugCheck as u32);
 
 /// The original function of each catalog row (0 until a target's IAT first
@@ -124,6 +161,20 @@ pub fn now() -> u64 {
     }
 }
 
+/// Marks civ pinned, telling the driver the first time.
+fn pin() {
+    if PINNED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let ops = OPS.load(Ordering::Acquire);
+    // SAFETY: OPS is null or a `&'static KernelOps`.
+    if let Some(ops) = unsafe { ops.as_ref() } {
+        // SAFETY: the driver's pin callback, at PASSIVE_LEVEL (where
+        // MmGetSystemRoutineAddress is called).
+        unsafe { (ops.pin)() };
+    }
+}
+
 /// Records a violation and, in bug-check mode, raises bug check 0xC4 with
 /// DV's arguments. Returns if the call is to go on.
 #[cold]
@@ -168,6 +219,7 @@ extern "win64" fn no_original() -> u64 {
 /// least `max(arity, 4)` readable slots after it, as every caller of a
 /// function of that arity reserves.
 pub(crate) unsafe extern "win64" fn dispatch(index: usize, frame: *const u64) -> u64 {
+    let _in_flight = InFlight::enter();
     let Some(hook) = CATALOG.get(index) else {
         return no_original as *const () as usize as u64;
     };
@@ -231,6 +283,7 @@ unsafe fn unicode_eq(name: *const UnicodeString, ascii: &str) -> bool {
 /// # Safety
 /// As MmGetSystemRoutineAddress: `name` is a valid UNICODE_STRING.
 unsafe extern "win64" fn routine_lookup(name: *const UnicodeString) -> u64 {
+    let _in_flight = InFlight::enter();
     let lookup_index = CATALOG
         .iter()
         .position(|h| matches!(h.rule, Rule::RoutineLookup));
@@ -251,8 +304,11 @@ unsafe extern "win64" fn routine_lookup(name: *const UnicodeString) -> u64 {
         // SAFETY: `name` was valid for the real function, so for us too.
         if hook.code().is_some() && unsafe { unicode_eq(name, hook.name) } {
             // Only when civ would call the same function the kernel gave.
-            if set_original(index, found) == found {
-                return crate::stubs::entry(index).unwrap_or(found);
+            if set_original(index, found) == found
+                && let Some(entry) = crate::stubs::entry(index)
+            {
+                pin();
+                return entry;
             }
             return found;
         }

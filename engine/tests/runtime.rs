@@ -262,9 +262,14 @@ unsafe extern "system" fn fake_bug_check(code: u32, a1: u64, a2: u64, a3: u64, a
 unsafe extern "system" fn fake_now() -> u64 {
     42
 }
+static PINS: AtomicU64 = AtomicU64::new(0);
+unsafe extern "system" fn fake_pin() {
+    PINS.fetch_add(1, Ordering::SeqCst);
+}
 static OPS: KernelOps = KernelOps {
     bug_check: fake_bug_check,
     now: fake_now,
+    pin: fake_pin,
 };
 
 #[test]
@@ -344,7 +349,9 @@ fn routine_lookup_answers_checked_apis_with_civs_entry() {
         .position(|h| matches!(h.rule, Rule::RoutineLookup))
         .unwrap();
     runtime::set_original(lookup, fake_lookup as *const () as usize as u64);
+    runtime::set_kernel_ops(&OPS);
     let entry = stubs::entry(lookup).unwrap();
+    let pins_before = PINS.load(Ordering::SeqCst) + u64::from(!runtime::pinned());
     let tag = CATALOG
         .iter()
         .position(|h| h.name == "ExAllocatePoolWithTag")
@@ -362,6 +369,12 @@ fn routine_lookup_answers_checked_apis_with_civs_entry() {
         0xFFFF_F800_0000_0000 + 42,
         "and the kernel's answer is its original"
     );
+    // A target now holds civ's entry: civ is pinned, and says so once.
+    assert!(runtime::pinned());
+    assert_eq!(PINS.load(Ordering::SeqCst), pins_before);
+    let _ = call_entry(entry, 1, [&name as *const _ as u64, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(PINS.load(Ordering::SeqCst), pins_before, "pin is told once");
+    assert_eq!(runtime::in_flight(), 0, "no thread left inside civ");
 
     for other in [
         "KeDelayExecutionThread",

@@ -299,11 +299,50 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
     let status2 = protocol::decode_reply_status(&status2_bytes).unwrap();
     assert_eq!(status2.head.action, Action::Log);
 
-    // Unload: every hooked slot put back.
+    // call_MmGetSystemRoutineAddress.sys holds civ's entry (it asked for
+    // its allocator by name): civ is pinned and refuses to unload.
+    assert!(
+        out.contains("civ can no longer unload"),
+        "civ did not pin itself:\n{out}"
+    );
+    assert!(!out.contains("stopping:"), "a pinned civ unloaded:\n{out}");
+}
+
+#[test]
+fn unload_restores_every_slot_and_later_loads_are_not_hooked() {
+    let prefix = Prefix::new("unload");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    prefix.put(&call_fixture("ExAllocatePoolWithTag"), "a.sys");
+    prefix.put(&c_fixture(), "b.sys");
+    prefix.put(&Fixture::Clean.path(), "c.sys");
+    prefix.put(&call_fixture("ExAllocatePool"), "after.sys");
+    let mut lines = wine::install_civ("civu", "gu", "0x02000000", "a.sys b.sys c.sys after.sys", 1);
+    lines.push("net start civu".into());
+    for (service, file) in [("ua", "a.sys"), ("ub", "b.sys"), ("uc", "c.sys")] {
+        lines.extend(wine::install_and_start(service, "gu", file));
+    }
+    lines.push("net stop civu".into());
+    // civ is gone: a target loading now runs untouched (and the host lives).
+    lines.extend(wine::install_and_start("uafter", "gu", "after.sys"));
+    let out = prefix.run("unload", &lines);
+    let hooked = wine::hooked(&out);
     let total: u32 = hooked.iter().map(|h| h.slots).sum();
+    assert_eq!(total, 1 + 1 + 3, "a.sys, b.sys and c.sys hooked:\n{out}");
     assert!(
         out.contains(&format!("stopping: {total} slot(s) restored, 0 not")),
         "unload did not restore all {total} slots:\n{out}"
+    );
+    assert!(
+        out.contains("The civu service was stopped successfully"),
+        "{out}"
+    );
+    assert!(
+        !hooked.iter().any(|h| h.name == "after.sys"),
+        "a driver loading after unload was hooked:\n{out}"
+    );
+    assert!(
+        out.contains("The uafter service was started successfully"),
+        "{out}"
     );
 }
 

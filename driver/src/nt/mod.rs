@@ -41,6 +41,16 @@ pub unsafe extern "system" fn bug_check(code: u32, a1: u64, a2: u64, a3: u64, a4
     unsafe { KeBugCheckEx(code, a1 as usize, a2 as usize, a3 as usize, a4 as usize) };
 }
 
+/// Waits `ms` milliseconds (PASSIVE_LEVEL).
+pub fn sleep_ms(ms: u32) {
+    // Relative time, in 100-ns units, is negative.
+    let interval = -(i64::from(ms) * 10_000);
+    // SAFETY: a kernel-mode, non-alertable wait on a valid interval.
+    unsafe {
+        windows_sys::Wdk::System::SystemServices::KeDelayExecutionThread(0, false, &interval)
+    };
+}
+
 /// A UNICODE_STRING over a static UTF-16 array (which must outlive it).
 pub const fn unicode(s: &'static [u16]) -> UNICODE_STRING {
     UNICODE_STRING {
