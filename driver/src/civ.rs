@@ -5,7 +5,9 @@
 use crate::log;
 use crate::nt::{self, modules, notify, patch::KernelSlots, registry, time};
 use civ_engine::attach::{self, InspectError};
+use civ_engine::catalog::CATALOG;
 use civ_engine::code::BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION;
+use civ_engine::log::Event;
 use civ_engine::protocol::{MAX_REQUEST_SIZE, STATUS_INVALID_PARAMETER};
 use civ_engine::runtime::{self, KernelOps, LOG};
 use civ_engine::serve;
@@ -18,8 +20,31 @@ use windows_sys::Win32::Foundation::UNICODE_STRING;
 static OPS: KernelOps = KernelOps {
     bug_check: nt::bug_check,
     now: time::now,
+    report,
     pin,
 };
+
+/// The first hit of a violation site, printed as it happens (any IRQL up
+/// to DISPATCH_LEVEL: DbgPrintEx and the log's atomics only).
+unsafe extern "system" fn report(e: &Event) {
+    let api = CATALOG.get(usize::from(e.api)).map_or("?", |h| h.name);
+    let code = e.counter.tag();
+    match LOG.targets().find(|t| t.index == e.target) {
+        Some(t) => log!(
+            "violation {code} {api} from {}+{:#x}: arg3 {:#x}, arg4 {:#x}",
+            core::str::from_utf8(t.name_bytes()).unwrap_or("?"),
+            e.offset,
+            e.arg3,
+            e.arg4
+        ),
+        None => log!(
+            "violation {code} {api} from {:#x} (no target): arg3 {:#x}, arg4 {:#x}",
+            e.offset,
+            e.arg3,
+            e.arg4
+        ),
+    }
+}
 
 /// This driver's object, to withdraw its unload routine when civ is pinned.
 static DRIVER: AtomicPtr<DRIVER_OBJECT> = AtomicPtr::new(core::ptr::null_mut());

@@ -328,22 +328,25 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
     }
 
     /// Records one violation: the target's counter, the site, the event.
-    pub fn record(&self, e: Event, now: u64) {
+    /// Returns whether the site is new (its first hit), so that a first
+    /// hit can be reported at once and repeats stay quiet.
+    pub fn record(&self, e: Event, now: u64) -> bool {
         self.recorded.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = self.targets.get(usize::from(e.target))
             && let Some(c) = slot.counters.get(e.counter as usize)
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        self.record_site(&e, now);
+        let new_site = self.record_site(&e, now);
         self.record_event(&e, now);
+        new_site
     }
 
-    fn record_site(&self, e: &Event, now: u64) {
+    fn record_site(&self, e: &Event, now: u64) -> bool {
         let key = pack_key(e);
         if S == 0 {
             self.dropped_sites.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         // Fibonacci hashing spreads nearby offsets over the table.
         let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % S;
@@ -365,7 +368,7 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                         slot.hits.fetch_add(1, Ordering::Relaxed);
                         // Publishes arg3/arg4/first to readers that see it.
                         slot.ready.store(1, Ordering::Release);
-                        return;
+                        return true;
                     }
                     Err(actual) => current = actual,
                 }
@@ -373,10 +376,11 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
             if current == key {
                 slot.hits.fetch_add(1, Ordering::Relaxed);
                 slot.last.fetch_max(now, Ordering::Relaxed);
-                return;
+                return false;
             }
         }
         self.dropped_sites.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     fn record_event(&self, e: &Event, now: u64) {
@@ -616,7 +620,8 @@ mod tests {
         let t = log.register_target(b"t.sys", 0x10000, 0x10000, 0).unwrap();
         log.add_hooked_slots(t, 3);
         for i in 0..5u64 {
-            log.record(ev(t, Counter::ExecutePoolType, 0x1234, i), 100 + i);
+            let new = log.record(ev(t, Counter::ExecutePoolType, 0x1234, i), 100 + i);
+            assert_eq!(new, i == 0, "only the first hit of a site is new");
         }
         log.record(ev(t, Counter::ExecutePageMapping, 0x2000, 16), 200);
         log.record(

@@ -35,6 +35,10 @@ pub struct KernelOps {
     pub bug_check: unsafe extern "system" fn(u32, u64, u64, u64, u64),
     /// A timestamp for the log, in 100-ns units (KeQueryInterruptTime).
     pub now: unsafe extern "system" fn() -> u64,
+    /// Called at the first hit of each violation site (any IRQL up to
+    /// DISPATCH_LEVEL), in both actions, before any bug check: the driver
+    /// prints it, so a debugger shows every site as it is found.
+    pub report: unsafe extern "system" fn(&Event),
     /// Called once, at PASSIVE_LEVEL, when civ first answers a
     /// MmGetSystemRoutineAddress lookup with its own entry: a target now
     /// holds a pointer into civ that no IAT restore can take back, so the
@@ -191,11 +195,16 @@ pub fn on_violation(index: usize, v: Violation) {
         arg4: v.arg4,
     };
     // Recorded first, so that the log is in the crash dump too.
-    LOG.record(event, now());
+    let new_site = LOG.record(event, now());
+    let ops = OPS.load(Ordering::Acquire);
+    // SAFETY: OPS is null or a `&'static KernelOps`.
+    let ops = unsafe { ops.as_ref() };
+    if new_site && let Some(ops) = ops {
+        // SAFETY: the driver's report callback, callable at this IRQL.
+        unsafe { (ops.report)(&event) };
+    }
     if action() == Action::BugCheck {
-        let ops = OPS.load(Ordering::Acquire);
-        // SAFETY: OPS is null or a `&'static KernelOps`.
-        if let Some(ops) = unsafe { ops.as_ref() } {
+        if let Some(ops) = ops {
             let [a1, a2, a3, a4] = v.bugcheck_args();
             // SAFETY: KeBugCheckEx with DV's code and arguments.
             unsafe { (ops.bug_check)(BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, a1, a2, a3, a4) };

@@ -266,9 +266,14 @@ static PINS: AtomicU64 = AtomicU64::new(0);
 unsafe extern "system" fn fake_pin() {
     PINS.fetch_add(1, Ordering::SeqCst);
 }
+static REPORTS: AtomicU64 = AtomicU64::new(0);
+unsafe extern "system" fn fake_report(_: &civ_engine::log::Event) {
+    REPORTS.fetch_add(1, Ordering::SeqCst);
+}
 static OPS: KernelOps = KernelOps {
     bug_check: fake_bug_check,
     now: fake_now,
+    report: fake_report,
     pin: fake_pin,
 };
 
@@ -296,6 +301,16 @@ fn bugcheck_mode_raises_c4_with_dv_arguments() {
         let seq = LOG.next_seq();
         call_entry(stubs::entry(i).unwrap(), hook.arity, bad);
         let got: Vec<u64> = BUGCHECK.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        // A site is reported at its first hit only.
+        let reports = REPORTS.load(Ordering::SeqCst);
+        call_entry(stubs::entry(i).unwrap(), hook.arity, bad);
+        assert_eq!(
+            REPORTS.load(Ordering::SeqCst),
+            reports,
+            "{}: a repeat hit was reported",
+            hook.name
+        );
+        assert!(reports > 0, "no site was ever reported");
         let mut ev = None;
         LOG.events_since(seq, 1, |e| ev = Some(e));
         let ev = ev.expect("recorded before the bug check");

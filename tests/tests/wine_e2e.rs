@@ -250,6 +250,17 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
             (t.base, t.size),
             "{file}: status agrees with civ's log line"
         );
+        // The debugger saw it too, once, as it happened.
+        let line = format!(
+            "violation {} {seen_api} from {file}+{:#x}: arg3 {arg3:#x}",
+            counter.tag(),
+            site.offset
+        );
+        assert_eq!(
+            out.matches(&line).count(),
+            1,
+            "{file}: no single debug line '{line}':\n{out}"
+        );
     }
     let clean = targets
         .iter()
