@@ -203,12 +203,12 @@ pub fn on_violation(index: usize, v: Violation) {
         // SAFETY: the driver's report callback, callable at this IRQL.
         unsafe { (ops.report)(&event) };
     }
-    if action() == Action::BugCheck {
-        if let Some(ops) = ops {
-            let [a1, a2, a3, a4] = v.bugcheck_args();
-            // SAFETY: KeBugCheckEx with DV's code and arguments.
-            unsafe { (ops.bug_check)(BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, a1, a2, a3, a4) };
-        }
+    if action() == Action::BugCheck
+        && let Some(ops) = ops
+    {
+        let [a1, a2, a3, a4] = v.bugcheck_args();
+        // SAFETY: KeBugCheckEx with DV's code and arguments.
+        unsafe { (ops.bug_check)(BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, a1, a2, a3, a4) };
     }
 }
 
