@@ -17,8 +17,11 @@ use windows_sys::Wdk::System::SystemServices::{
 
 /// KernelMode.
 const KERNEL_MODE: i8 = 0;
-/// IoWriteAccess.
-const IO_WRITE_ACCESS: i32 = 1;
+/// IoReadAccess: the pages are only locked, not written, through the
+/// original (read-only) mapping, so a write probe, which would raise on a
+/// read-only page with no SEH in Rust to catch it, is not needed; the
+/// alias mapped from the MDL is writable on its own.
+const IO_READ_ACCESS: i32 = 0;
 /// PAGE_READWRITE.
 const PAGE_READWRITE: u32 = 0x04;
 /// NtCurrentProcess().
@@ -70,8 +73,9 @@ unsafe fn write_through_alias(address: u64, value: u64) -> Result<bool, WriteErr
     }
     // SAFETY: `mdl` describes resident image memory (checked valid by the
     // caller); Rust has no SEH, so an invalid page here would bug-check,
-    // which the validity check above exists to prevent.
-    unsafe { MmProbeAndLockPages(mdl, KERNEL_MODE, IO_WRITE_ACCESS) };
+    // which the validity check exists to prevent, and a read probe cannot
+    // fail on a read-only page.
+    unsafe { MmProbeAndLockPages(mdl, KERNEL_MODE, IO_READ_ACCESS) };
     // SAFETY: the MDL's pages are locked; the alias is NX, as HVCI wants.
     let alias = unsafe {
         MmMapLockedPagesSpecifyCache(
