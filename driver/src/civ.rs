@@ -133,9 +133,11 @@ fn hook_loaded() {
         }
         let mut name = [0u8; 256];
         let n = m.path.len().min(name.len());
-        name[..n].copy_from_slice(&m.path[..n]);
+        for (d, s) in name.iter_mut().zip(m.path) {
+            *d = *s;
+        }
         attach_image(
-            &name[..n],
+            name.get(..n).unwrap_or(&[]),
             core::ptr::null(),
             m.base,
             u64::from(m.size),
@@ -163,7 +165,7 @@ pub unsafe fn image_loaded(
     let units = unsafe { nt::units(name) };
     let mut path = [0u8; 512];
     let n = nt::utf16_to_utf8(units, &mut path);
-    let path = &path[..n];
+    let path = path.get(..n).unwrap_or(&[]);
     if !runtime::with_settings(|s| s.matches(path)) {
         return;
     }
@@ -274,9 +276,11 @@ pub unsafe fn buffered_ioctl(
     }
     REQUEST.with(|request| {
         let take = input_length.min(MAX_REQUEST_SIZE);
-        if take > 0 {
+        if take > 0
+            && let Some(dst) = request.get_mut(..take)
+        {
             // SAFETY: the caller's contract: `take` readable bytes.
-            request[..take].copy_from_slice(unsafe { core::slice::from_raw_parts(buffer, take) });
+            dst.copy_from_slice(unsafe { core::slice::from_raw_parts(buffer, take) });
         }
         let output: &mut [u8] = if output_length == 0 {
             &mut []
@@ -288,9 +292,9 @@ pub unsafe fn buffered_ioctl(
         // Input longer than any request cannot be one: the engine answers
         // "invalid parameter" to the empty request it then sees.
         let input = if input_length > MAX_REQUEST_SIZE {
-            &request[..0]
+            &[]
         } else {
-            &request[..take]
+            request.get(..take).unwrap_or(&[])
         };
         serve::handle(code, input, output)
     })

@@ -56,8 +56,11 @@ fn value<'a>(
     if status < 0 {
         return None;
     }
-    let typ = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
+    let u32_at = |at: usize| {
+        buf.get(at..at + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (typ, len) = (u32_at(4), u32_at(8) as usize);
     if status == STATUS_BUFFER_OVERFLOW {
         crate::log!(
             "registry value longer than {} bytes: only its start is read",
@@ -76,8 +79,11 @@ pub fn read_settings(service_key: &UNICODE_STRING) -> Result<Settings, RegistryE
         let suffix = crate::utf16!("\\Parameters");
         let total = key_units.len() + suffix.len();
         let path = b.path.get_mut(..total).ok_or(RegistryError(-1))?;
-        path[..key_units.len()].copy_from_slice(key_units);
-        path[key_units.len()..].copy_from_slice(suffix);
+        let (head, tail) = path
+            .split_at_mut_checked(key_units.len())
+            .ok_or(RegistryError(-1))?;
+        head.copy_from_slice(key_units);
+        tail.copy_from_slice(suffix);
         let name = UNICODE_STRING {
             Length: (total * 2) as u16,
             MaximumLength: (total * 2) as u16,
