@@ -157,15 +157,7 @@ pub fn install(spec: &InstallSpec) -> Result<Installed, HostError> {
 }
 
 fn state(service: &Sc) -> Option<u32> {
-    let mut status: SERVICE_STATUS = SERVICE_STATUS {
-        dwServiceType: 0,
-        dwCurrentState: 0,
-        dwControlsAccepted: 0,
-        dwWin32ExitCode: 0,
-        dwServiceSpecificExitCode: 0,
-        dwCheckPoint: 0,
-        dwWaitHint: 0,
-    };
+    let mut status = SERVICE_STATUS::default();
     // SAFETY: an open service handle and a status to fill.
     (unsafe { QueryServiceStatus(service.0, &mut status) } != 0).then_some(status.dwCurrentState)
 }
@@ -180,15 +172,7 @@ pub fn uninstall() -> Result<Uninstalled, HostError> {
         file_left: None,
     };
     if state(&service).is_some_and(|s| s != SERVICE_STOPPED) {
-        let mut status = SERVICE_STATUS {
-            dwServiceType: 0,
-            dwCurrentState: 0,
-            dwControlsAccepted: 0,
-            dwWin32ExitCode: 0,
-            dwServiceSpecificExitCode: 0,
-            dwCheckPoint: 0,
-            dwWaitHint: 0,
-        };
+        let mut status = SERVICE_STATUS::default();
         // SAFETY: an open service handle and a status to fill.
         let ok = unsafe { ControlService(service.0, SERVICE_CONTROL_STOP, &mut status) } != 0;
         let error = if ok { 0 } else { last_error() };
