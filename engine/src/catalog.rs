@@ -292,11 +292,6 @@ pub static CATALOG: [Hook; CATALOG_LEN] = [
     row("MmGetSystemRoutineAddress", 1, Rule::RoutineLookup),
 ];
 
-/// The index of a row, by its API name.
-pub fn index_of(name: &[u8]) -> Option<usize> {
-    CATALOG.iter().position(|h| h.name.as_bytes() == name)
-}
-
 /// The catalog row for an import, matching the module case-insensitively
 /// (import tables spell it `NTOSKRNL.exe`, `ntoskrnl.exe`, ...) and the
 /// name exactly, as the loader does.
