@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Fetches what civ's tests read but the repository must not hold:
-#  - the real third-party driver corpus (../shared/corpus/fetch.sh) into
+#  - the real third-party driver corpus (tests/corpus/fetch.sh) into
 #    $CIV_CORPUS (default ~/.cache/civ-corpus);
 #  - the OASIS SARIF 2.1.0 schema, from the npm package @microsoft/jest-sarif,
 #    into $CIV_SARIF_SCHEMA (default ~/.cache/civ-sarif/sarif-2.1.0-rtm.5.json).
 # Idempotent: what is already there is not fetched again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-shared=${CIV_SHARED:-$root/../shared}
-bash "$shared/corpus/fetch.sh" "${CIV_CORPUS:-$HOME/.cache/civ-corpus}"
+bash "$root/tests/corpus/fetch.sh" "${CIV_CORPUS:-$HOME/.cache/civ-corpus}"
 
 schema=${CIV_SARIF_SCHEMA:-$HOME/.cache/civ-sarif/sarif-2.1.0-rtm.5.json}
 if [ ! -s "$schema" ]; then

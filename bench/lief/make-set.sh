@@ -23,7 +23,7 @@ done < <(
   ls "$wine"/*.sys "$wine"/*.dll 2>/dev/null
 )
 if [ ${#inputs[@]} -eq 0 ]; then
-  echo "make-set.sh: no PE inputs found (run /work/shared/corpus/fetch.sh and" \
+  echo "make-set.sh: no PE inputs found (run tests/corpus/fetch.sh and" \
        "cargo test -p civctl --test fixtures)" >&2
   exit 1
 fi

@@ -541,13 +541,6 @@ pub fn map_image(file: &[u8]) -> Vec<u8> {
     mapped
 }
 
-/// The `shared/` folder beside the repository (`$CIV_SHARED` overrides).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("CIV_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
 /// The fetched real-driver corpus (`$CIV_CORPUS`, else ~/.cache/civ-corpus).
 /// Panics with the command that fetches it when it is absent.
 pub fn corpus_dir() -> PathBuf {
@@ -564,7 +557,7 @@ pub fn corpus_dir() -> PathBuf {
     dir
 }
 
-/// One row of `shared/corpus/expected.tsv`: what pefile, LIEF and
+/// One row of `tests/corpus/expected.tsv`: what pefile, LIEF and
 /// llvm-readobj agree on for a corpus file.
 #[derive(Clone, Debug)]
 pub struct CorpusRow {
@@ -586,7 +579,7 @@ pub struct CorpusRow {
     pub hooked: Vec<String>,
 }
 
-/// The rows of `shared/corpus/expected.tsv`.
+/// The rows of `tests/corpus/expected.tsv`.
 pub fn corpus_expected() -> Vec<CorpusRow> {
     let list = |f: &str| {
         if f == "-" {
@@ -595,7 +588,7 @@ pub fn corpus_expected() -> Vec<CorpusRow> {
             f.split(',').map(str::to_string).collect()
         }
     };
-    let tsv = shared_dir().join("corpus/expected.tsv");
+    let tsv = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/expected.tsv");
     let text = std::fs::read_to_string(&tsv)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", tsv.display()));
     let mut lines = text.lines();

@@ -1,4 +1,4 @@
-//! civctl scan over the real third-party drivers of shared/corpus: every
+//! civctl scan over the real third-party drivers of tests/corpus: every
 //! column of expected.tsv (what pefile, LIEF and llvm-readobj agree on) is
 //! what civctl reports.
 

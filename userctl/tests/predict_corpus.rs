@@ -1,4 +1,4 @@
-//! Call-site prediction on the real drivers of shared/corpus: every
+//! Call-site prediction on the real drivers of tests/corpus: every
 //! predicted site of the x64 drivers, with the disassembly of its block, is
 //! compared with a reviewed snapshot (tests/snapshots/predict_corpus.txt;
 //! `CIV_BLESS=1 cargo test -p civctl --test predict_corpus` rewrites it for
