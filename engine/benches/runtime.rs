@@ -50,7 +50,8 @@ static BENCH_LOG: Log<64, 1024, 1024> = Log::new();
 fn record(c: &mut Criterion) {
     let target = BENCH_LOG
         .register_target(b"bench.sys", 0x1000_0000, 0x10_0000, 0)
-        .expect("target");
+        .expect("target")
+        .index;
     let event = Event {
         counter: Counter::ExecutePoolType,
         target,
@@ -58,6 +59,7 @@ fn record(c: &mut Criterion) {
         offset: 0x1234,
         arg3: 0,
         arg4: 0x7476_6943,
+        load: 1,
     };
     BENCH_LOG.record(event, 0);
     let mut now = 0u64;

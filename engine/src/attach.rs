@@ -1,21 +1,26 @@
 //! What civ does when a target image loads, or is found already loaded at
-//! start: match it against the settings, run the image checks (0x2003–0x2005
-//! and relocations), then plan and rewrite its IAT so its calls of the
-//! catalog's APIs go through civ. Also the way back: restore every slot.
+//! start: register it in the log, run the image checks (0x2003–0x2005 and
+//! relocations), then plan and rewrite its IAT so its calls of the
+//! catalog's APIs go through civ. There is no way back: the first slot
+//! written pins civ in memory until reboot ([`runtime::pin`]).
 //!
 //! Two steps, so that the driver drops its read-only view of the image
 //! before any slot is written through an alias: [`inspect`] reads the
-//! mapped image, [`hook`] writes.
+//! mapped image, [`hook`] writes. Which images get here is
+//! [`crate::scope`]'s decision.
 
 use crate::code::Code;
+use crate::dvrt;
 use crate::iat::{self, InstallReport, Plan, PlanError, SlotWriter};
 use crate::image;
-use crate::log::{API_NONE, Event, TARGET_IMAGE_CHECKED, TARGET_LATE};
+use crate::log::{
+    API_NONE, Event, RegisterError, TARGET_IMAGE_CHECKED, TARGET_IMPORT_OPTIMIZED, TARGET_LATE,
+    TARGET_NAMED,
+};
 use crate::pe::{Layout, PeError, PeImage};
 use crate::runtime::{self, LOG};
 use crate::settings::Action;
 use crate::stubs;
-use crate::sync::SpinLock;
 
 /// Most targets hooked at once (as many as the log keeps).
 pub const MAX_HOOKED: usize = 64;
@@ -38,14 +43,26 @@ pub struct ImageBugCheck {
 pub struct Inspection {
     /// Its index in the log.
     pub target: u8,
+    /// Which load of its name this is (1, 2, ...).
+    pub load: u16,
     /// How many image findings were recorded.
     pub findings: u32,
     /// The first finding that calls for a bug check, in bug-check mode.
     pub bug_check: Option<ImageBugCheck>,
-    /// The IAT slots to rewrite (empty when the image cannot be hooked).
-    pub plan: Plan,
-    /// Why the IAT cannot be hooked, if so.
+    /// The image has import-control-transfer dynamic relocations: the
+    /// kernel may bind its IAT calls directly, unseen by civ.
+    pub import_optimized: bool,
+    /// Why the IAT cannot be hooked, if so (the plan is empty then).
     pub plan_error: Option<PlanError>,
+}
+
+/// How an image came to civ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Found already loaded at civ's start (its DriverEntry ran unseen).
+    pub late: bool,
+    /// A target name matched it exactly (not only a pattern).
+    pub named: bool,
 }
 
 /// Why an image was not inspected.
@@ -55,23 +72,46 @@ pub enum InspectError {
     Pe(PeError),
     /// The log has no room for another target.
     TooManyTargets,
+    /// This image (name and base) is registered already, at this index:
+    /// the load notification and the module list both saw it.
+    AlreadyAttached(u8),
+}
+
+/// A section name as a bug check's Arg4 would show it, packed into the
+/// log's arg4: its 8 bytes, little-endian (a log has no string to point at).
+pub fn packed_section_name(raw: &[u8; 8]) -> u64 {
+    u64::from_le_bytes(*raw)
 }
 
 /// Reads a mapped target image: registers it in the log, records its image
-/// findings, and plans its IAT. `now` is the log's timestamp.
+/// findings, and plans its IAT into `plan`. `now` is the log's timestamp.
 pub fn inspect(
     image: &[u8],
     base: u64,
     file_name: &[u8],
-    late: bool,
+    origin: Origin,
     action: Action,
     now: u64,
+    plan: &mut Plan,
 ) -> Result<Inspection, InspectError> {
+    *plan = Plan::EMPTY;
     let pe = PeImage::parse(image, Layout::Mapped).map_err(InspectError::Pe)?;
-    let flags = TARGET_IMAGE_CHECKED | if late { TARGET_LATE } else { 0 };
-    let target = LOG
+    let import_optimized = dvrt::has_import_call_transfers(&pe).unwrap_or(false);
+    let flags = TARGET_IMAGE_CHECKED
+        | if origin.late { TARGET_LATE } else { 0 }
+        | if origin.named { TARGET_NAMED } else { 0 }
+        | if import_optimized {
+            TARGET_IMPORT_OPTIMIZED
+        } else {
+            0
+        };
+    let registered = LOG
         .register_target(file_name, base, u64::from(pe.size_of_image()), flags)
-        .map_err(|_| InspectError::TooManyTargets)?;
+        .map_err(|e| match e {
+            RegisterError::Full => InspectError::TooManyTargets,
+            RegisterError::AlreadyRegistered(i) => InspectError::AlreadyAttached(i),
+        })?;
+    let target = registered.index;
     let mut findings = 0;
     let mut bug_check = None;
     let checked = image::check_image(&pe, |f| {
@@ -82,6 +122,7 @@ pub fn inspect(
                 .section
                 .map_or(0, |s| base.wrapping_add(s.header_offset as u64)),
         };
+        let raw_name = f.section.map_or([0; 8], |s| *s.raw_name());
         LOG.record(
             Event {
                 counter: f.counter,
@@ -89,7 +130,8 @@ pub fn inspect(
                 api: API_NONE,
                 offset: u64::from(f.rva),
                 arg3,
-                arg4: 0,
+                arg4: packed_section_name(&raw_name),
+                load: registered.load,
             },
             now,
         );
@@ -98,9 +140,7 @@ pub fn inspect(
             && let Some(code) = f.counter.code()
         {
             let mut section_name = [0u8; 9];
-            if let Some(s) = f.section {
-                section_name[..8].copy_from_slice(s.raw_name());
-            }
+            section_name[..8].copy_from_slice(&raw_name);
             bug_check = Some(ImageBugCheck {
                 code,
                 arg3,
@@ -108,59 +148,29 @@ pub fn inspect(
             });
         }
     });
-    let (plan, plan_error) = match checked.map_err(PlanError::Pe).and_then(|()| iat::plan(&pe)) {
-        Ok(plan) => (plan, None),
-        Err(e) => (Plan::default(), Some(e)),
+    let plan_error = match checked.map_err(PlanError::Pe).and_then(|()| iat::plan(&pe)) {
+        Ok(p) => {
+            *plan = p;
+            None
+        }
+        Err(e) => Some(e),
     };
     Ok(Inspection {
         target,
+        load: registered.load,
         findings,
         bug_check,
-        plan,
+        import_optimized,
         plan_error,
     })
 }
 
-static PLANS: SpinLock<[(u8, Plan); MAX_HOOKED]> =
-    SpinLock::new([(u8::MAX, Plan::EMPTY); MAX_HOOKED]);
-
-/// Rewrites the planned slots of an inspected target through `writer`,
-/// recording each API's original, and keeps the plan for [`unhook_all`].
-pub fn hook<W: SlotWriter>(target: u8, mut plan: Plan, writer: &mut W) -> InstallReport {
-    let report = iat::install(&mut plan, writer, stubs::entry, runtime::set_original);
-    LOG.add_hooked_slots(target, report.hooked);
-    if report.hooked > 0 {
-        PLANS.with(|plans| {
-            if let Some(free) = plans
-                .iter_mut()
-                .find(|(t, _)| *t == u8::MAX || *t == target)
-            {
-                *free = (target, plan);
-            }
-        });
-    }
+/// Rewrites the planned slots of an inspected target through `writer`:
+/// each slot that holds the kernel's routine for its API now points to
+/// civ's entry. Before the first write civ pins itself in memory; if civ is
+/// being unloaded, nothing is written (`refused`).
+pub fn hook<W: SlotWriter>(target: u8, plan: &Plan, writer: &mut W) -> InstallReport {
+    let report = iat::install(plan, writer, stubs::entry, runtime::original, runtime::pin);
+    LOG.add_hooked_slots(target, report.hooked, report.conflicts);
     report
-}
-
-/// Puts back every hooked slot of every target, with a writer made for
-/// each target's base. Returns (restored, not restored).
-pub fn unhook_all<W: SlotWriter>(mut writer_for: impl FnMut(u8) -> Option<W>) -> (u32, u32) {
-    PLANS.with(|plans| {
-        let (mut restored, mut failed) = (0, 0);
-        for (target, plan) in plans.iter_mut().filter(|(t, _)| *t != u8::MAX) {
-            let pending = plan.slots().iter().filter(|s| s.hooked).count() as u32;
-            match writer_for(*target) {
-                Some(mut w) => {
-                    let (r, f) = iat::restore(plan, &mut w, stubs::entry);
-                    restored += r;
-                    failed += f;
-                }
-                None => failed += pending,
-            }
-            if plan.slots().iter().all(|s| !s.hooked) {
-                *target = u8::MAX;
-            }
-        }
-        (restored, failed)
-    })
 }

@@ -1,13 +1,15 @@
 //! The IAT planner: which import slots of a mapped target image civ
-//! rewrites, what each holds now, and how to put it back.
+//! rewrites, and rewriting them.
 //!
 //! Planning only reads the image. Writing is the driver's (an IAT is
 //! read-only once the loader is done, so it writes through an MDL alias):
 //! it gets each slot's address and the value to write through
-//! [`SlotWriter`]. Restoring writes back exactly what was there.
+//! [`SlotWriter`]. A slot is rewritten only if it holds the kernel's own
+//! routine for its API; there is no way back: once civ has hooked a slot,
+//! it stays in memory until reboot (a target may have copied the pointer).
 
 use crate::catalog::{self, CATALOG};
-use crate::pe::{ImportName, Layout, PeError, PeImage};
+use crate::pe::{ImportName, Layout, PeError, PeImage, SCN_MEM_DISCARDABLE, Section};
 
 /// One IAT slot civ hooks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -15,19 +17,16 @@ pub struct Slot {
     /// The slot's RVA in the image.
     pub rva: u32,
     /// The catalog row.
-    pub hook: usize,
-    /// What the slot held when planned (the loader's resolved address):
-    /// what restoring writes back.
-    pub value: u64,
-    /// Set by [`install`] when the slot was rewritten.
-    pub hooked: bool,
+    pub hook: u8,
 }
 
-/// Most slots one image can have planned: one per catalog row per import
-/// descriptor naming ntoskrnl, which real drivers have once.
-pub const MAX_SLOTS: usize = 64;
+/// Most slots one image can have planned: the catalog's rows, once per
+/// import descriptor naming ntoskrnl (real drivers have one), with room
+/// for a second descriptor.
+pub const MAX_SLOTS: usize = 32;
 
-/// A plan: the slots of one image, in import order, with no allocation.
+/// A plan: the slots of one image, in import order, with no allocation
+/// (256 bytes: it lives on a kernel stack).
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
     slots: [Slot; MAX_SLOTS],
@@ -43,12 +42,7 @@ impl Default for Plan {
 impl Plan {
     /// A plan with no slot.
     pub const EMPTY: Plan = Plan {
-        slots: [Slot {
-            rva: 0,
-            hook: 0,
-            value: 0,
-            hooked: false,
-        }; MAX_SLOTS],
+        slots: [Slot { rva: 0, hook: 0 }; MAX_SLOTS],
         len: 0,
     };
 
@@ -67,6 +61,10 @@ pub enum PlanError {
     NotMapped,
     /// More hooked slots than [`MAX_SLOTS`].
     TooManySlots,
+    /// A hooked slot lies in a pageable or discardable section (PAGE*,
+    /// INIT): its page may be trimmed and read back without civ's write,
+    /// or be gone, so civ does not write there.
+    PageableIat,
     /// The image could not be read.
     Pe(PeError),
 }
@@ -83,13 +81,21 @@ impl core::fmt::Display for PlanError {
             PlanError::NotPe32Plus => f.write_str("not a PE32+ (x64) image"),
             PlanError::NotMapped => f.write_str("the image must be in mapped layout"),
             PlanError::TooManySlots => write!(f, "more than {MAX_SLOTS} hooked import slots"),
+            PlanError::PageableIat => {
+                f.write_str("its IAT is in a pageable or discardable section (PAGE*, INIT)")
+            }
             PlanError::Pe(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Plans an image: every IAT slot of a catalog API, in import order, with
-/// its current value. Reads only; the image can be dropped before writing.
+/// Is a section pageable or discardable (a driver's PAGE* and INIT)?
+fn pageable(section: &Section<'_>) -> bool {
+    section.characteristics() & SCN_MEM_DISCARDABLE != 0 || section.name().starts_with(b"PAGE")
+}
+
+/// Plans an image: every IAT slot of a catalog API, in import order.
+/// Reads only; the image can be dropped before writing.
 pub fn plan(image: &PeImage<'_>) -> Result<Plan, PlanError> {
     if !image.is_64() {
         return Err(PlanError::NotPe32Plus);
@@ -106,27 +112,25 @@ pub fn plan(image: &PeImage<'_>) -> Result<Plan, PlanError> {
         let Some(hook) = catalog::find(imp.module, name) else {
             return;
         };
-        let Some(index) = CATALOG.iter().position(|h| core::ptr::eq(h, hook)) else {
+        let Some(index) = CATALOG
+            .iter()
+            .position(|h| core::ptr::eq(h, hook))
+            .and_then(|i| u8::try_from(i).ok())
+        else {
             return;
         };
-        let value = match image.bytes_at(imp.iat_rva, 8, "IAT slot") {
-            Ok(b) => {
-                let mut v = [0u8; 8];
-                v.copy_from_slice(b);
-                u64::from_le_bytes(v)
-            }
-            Err(e) => {
-                failed = failed.or(Some(PlanError::Pe(e)));
-                return;
-            }
-        };
+        if image
+            .section_containing(imp.iat_rva)
+            .is_some_and(|s| pageable(&s))
+        {
+            failed = Some(PlanError::PageableIat);
+            return;
+        }
         match plan.slots.get_mut(plan.len) {
             Some(s) => {
                 *s = Slot {
                     rva: imp.iat_rva,
                     hook: index,
-                    value,
-                    hooked: false,
                 };
                 plan.len += 1;
             }
@@ -152,62 +156,50 @@ pub trait SlotWriter {
 pub struct InstallReport {
     /// Slots rewritten.
     pub hooked: u32,
-    /// Slots left alone because they point somewhere other than the
-    /// original civ recorded for that API (another hooker, a forwarder).
+    /// Slots left alone because they hold something other than the
+    /// kernel's routine (another hooker, Driver Verifier's thunk, a
+    /// forwarder) or nothing.
     pub conflicts: u32,
-    /// Slots whose write failed.
+    /// Slots whose write failed, or that could not be read.
     pub failed: u32,
     /// Slots already pointing at civ's entry.
     pub already: u32,
+    /// Slots not written because `may_write` said no (civ is stopping).
+    pub refused: u32,
 }
 
-/// Rewrites every planned slot to `entry(row)` and marks it hooked.
-/// `set_original(row, value)` records the slot's value as the row's
-/// original if none is recorded and returns the original in force; a slot
-/// holding anything else is a conflict and left alone.
+/// Rewrites every planned slot that holds the kernel's routine for its row
+/// (`original(row)`) to civ's entry (`entry(row)`). `may_write` is asked
+/// once, before the first write: civ pins itself in memory there, and
+/// writes nothing if it cannot (it is being unloaded).
 pub fn install<W: SlotWriter>(
-    plan: &mut Plan,
+    plan: &Plan,
     writer: &mut W,
     entry: impl Fn(usize) -> Option<u64>,
-    mut set_original: impl FnMut(usize, u64) -> u64,
+    original: impl Fn(usize) -> u64,
+    mut may_write: impl FnMut() -> bool,
 ) -> InstallReport {
     let mut report = InstallReport::default();
-    let len = plan.len;
-    for slot in plan.slots.iter_mut().take(len) {
-        let Some(to) = entry(slot.hook) else { continue };
-        if slot.value == to {
+    let mut allowed = None;
+    for slot in plan.slots() {
+        let row = usize::from(slot.hook);
+        let Some(to) = entry(row) else { continue };
+        let Some(now) = writer.read(slot.rva) else {
+            report.failed += 1;
+            continue;
+        };
+        let kernel = original(row);
+        if now == to {
             report.already += 1;
-        } else if slot.value == 0 || set_original(slot.hook, slot.value) != slot.value {
+        } else if kernel == 0 || now != kernel {
             report.conflicts += 1;
+        } else if !*allowed.get_or_insert_with(&mut may_write) {
+            report.refused += 1;
         } else if writer.write(slot.rva, to).is_ok() {
-            slot.hooked = true;
             report.hooked += 1;
         } else {
             report.failed += 1;
         }
     }
     report
-}
-
-/// Writes back what every hooked slot held before, where the slot still
-/// holds civ's entry (an image unloaded meanwhile reads as `None` and is
-/// left alone). Returns how many slots were restored and how many could
-/// not be (write failed, or the slot holds something else now); those stay
-/// marked hooked.
-pub fn restore<W: SlotWriter>(
-    plan: &mut Plan,
-    writer: &mut W,
-    entry: impl Fn(usize) -> Option<u64>,
-) -> (u32, u32) {
-    let (mut restored, mut failed) = (0, 0);
-    let len = plan.len;
-    for slot in plan.slots.iter_mut().take(len).filter(|s| s.hooked) {
-        if writer.read(slot.rva) == entry(slot.hook) && writer.write(slot.rva, slot.value).is_ok() {
-            slot.hooked = false;
-            restored += 1;
-        } else {
-            failed += 1;
-        }
-    }
-    (restored, failed)
 }

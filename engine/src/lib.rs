@@ -17,6 +17,8 @@
 //! - [`modules`]: the loaded-module list (targets loaded before civ).
 //! - [`log`]: the lock-free violation log (counters, sites, recent events).
 //! - [`settings`]: VerifyDriverLevel / VerifyDrivers / ViolationAction.
+//! - [`scope`]: which images civ verifies (never what Windows owns).
+//! - [`dvrt`]: import call optimization (calls the kernel binds past the IAT).
 //! - [`attach`]: a target image loads: image checks, IAT plan, hooks.
 //! - [`serve`]: civ.sys's answers to civctl's IOCTLs.
 //! - [`stubs`], [`runtime`]: the entry stubs a hooked IAT slot points to,
@@ -30,6 +32,7 @@ pub mod attach;
 pub mod catalog;
 pub mod check;
 pub mod code;
+pub mod dvrt;
 pub mod iat;
 pub mod image;
 pub mod log;
@@ -39,6 +42,7 @@ pub mod pe;
 pub mod protocol;
 #[cfg(all(target_arch = "x86_64", not(loom)))]
 pub mod runtime;
+pub mod scope;
 #[cfg(all(target_arch = "x86_64", not(loom)))]
 pub mod serve;
 pub mod settings;

@@ -25,6 +25,16 @@ pub const TARGET_LATE: u32 = 1;
 pub const TARGET_IMAGE_CHECKED: u32 = 2;
 /// Target flag: the image has been unloaded.
 pub const TARGET_UNLOADED: u32 = 4;
+/// Target flag: the image has import-control-transfer dynamic relocations
+/// (import call optimization): the kernel may bind its `call [IAT]` sites
+/// directly, past the IAT civ hooks.
+pub const TARGET_IMPORT_OPTIMIZED: u32 = 8;
+/// Target flag: a target name matched it exactly (not only a pattern).
+pub const TARGET_NAMED: u32 = 16;
+
+/// Return addresses kept per violation site: the call stack at its first
+/// hit, from the call site outwards.
+pub const STACK_DEPTH: usize = 8;
 
 const FREE: u32 = 0;
 const CLAIMED: u32 = 1;
@@ -46,6 +56,9 @@ pub struct Event {
     pub arg3: u64,
     /// Arg4 of the bug check.
     pub arg4: u64,
+    /// Which load of the target (1 for its first since boot, 2 after a
+    /// reload, ...); 0 when the target is unknown.
+    pub load: u16,
 }
 
 struct TargetSlot {
@@ -56,6 +69,11 @@ struct TargetSlot {
     name: [AtomicU64; NAME_LEN / 8],
     counters: [AtomicU64; 7],
     hooked_slots: AtomicU32,
+    conflicts: AtomicU32,
+    /// Which load of this name the slot describes now (1, 2, ...).
+    load: AtomicU32,
+    /// The image's signature level + 1; 0 when unknown.
+    signature: AtomicU32,
 }
 
 impl TargetSlot {
@@ -69,6 +87,9 @@ impl TargetSlot {
                 name: array![AtomicU64::new(0); NAME_LEN / 8],
                 counters: array![AtomicU64::new(0); 7],
                 hooked_slots: AtomicU32::new(0),
+                conflicts: AtomicU32::new(0),
+                load: AtomicU32::new(0),
+                signature: AtomicU32::new(0),
             }
         }
     }
@@ -84,6 +105,8 @@ struct SiteSlot {
     arg4: AtomicU64,
     first: AtomicU64,
     last: AtomicU64,
+    /// The call stack at the first hit, 0-terminated.
+    stack: [AtomicU64; STACK_DEPTH],
 }
 
 impl SiteSlot {
@@ -97,6 +120,7 @@ impl SiteSlot {
                 arg4: AtomicU64::new(0),
                 first: AtomicU64::new(0),
                 last: AtomicU64::new(0),
+                stack: array![AtomicU64::new(0); STACK_DEPTH],
             }
         }
     }
@@ -142,8 +166,15 @@ pub struct TargetView {
     pub counters: [u64; 7],
     /// IAT slots rewritten.
     pub hooked_slots: u32,
+    /// IAT slots of hooked APIs left alone because they held something
+    /// other than the kernel's routine (another hooker, a verifier thunk).
+    pub conflicts: u32,
     /// TARGET_* flags.
     pub flags: u32,
+    /// Which load of this name (1, 2, ...).
+    pub load: u16,
+    /// Its signature level, if a load notification said.
+    pub signature_level: Option<u8>,
 }
 
 impl TargetView {
@@ -166,6 +197,21 @@ pub struct SiteView {
     pub last_time: u64,
     /// How many times.
     pub hits: u64,
+    /// The call stack at the first hit (return addresses, from the call
+    /// site outwards); empty where none was captured.
+    pub stack: [u64; STACK_DEPTH],
+}
+
+impl SiteView {
+    /// The captured return addresses.
+    pub fn stack(&self) -> &[u64] {
+        let n = self
+            .stack
+            .iter()
+            .position(|&a| a == 0)
+            .unwrap_or(STACK_DEPTH);
+        self.stack.get(..n).unwrap_or(&[])
+    }
 }
 
 /// A recent event, as read back.
@@ -182,28 +228,66 @@ pub struct EventView {
 /// Why a target could not be registered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegisterError {
-    /// Every target slot is taken.
+    /// Every target slot is taken by a loaded target or by the record of
+    /// an unloaded one with violations.
     Full,
+    /// The same image (name and base) is registered and loaded: it was
+    /// seen twice (load notification and module list).
+    AlreadyRegistered(u8),
 }
 
+/// A registered target: its index and which load of its name it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// Its index.
+    pub index: u8,
+    /// 1 for the name's first load since boot, 2 after a reload, ...
+    pub load: u16,
+}
+
+/// Bits of a site key: 1 (used) | target 8 | counter 3 | api 8 | then, for
+/// a known target, load 12 | offset 32 (images are under 4 GiB); for an
+/// unknown caller, 44 bits of the absolute address, enough to tell sites
+/// apart.
+const KEY_LOAD_MASK: u64 = 0xFFF;
+const KEY_UNKNOWN_OFFSET_MASK: u64 = 0xFFF_FFFF_FFFF;
+
 fn pack_key(e: &Event) -> u64 {
-    // Images are smaller than 4 GiB, so an offset from a known base fits in
-    // 32 bits; unknown callers keep 40 bits of the absolute address, enough
-    // to tell sites apart.
-    let offset = if e.target == TARGET_UNKNOWN {
-        e.offset & 0xFF_FFFF_FFFF
+    let low = if e.target == TARGET_UNKNOWN {
+        e.offset & KEY_UNKNOWN_OFFSET_MASK
     } else {
-        e.offset & 0xFFFF_FFFF
+        ((u64::from(e.load) & KEY_LOAD_MASK) << 32) | (e.offset & 0xFFFF_FFFF)
     };
     (1 << 63)
         | (u64::from(e.target) << 55)
-        | (u64::from(e.counter as u8) << 51)
-        | (u64::from(e.api) << 43)
-        | offset
+        | ((u64::from(e.counter as u8) & 7) << 52)
+        | (u64::from(e.api) << 44)
+        | low
+}
+
+fn unpack_key(key: u64, arg3: u64, arg4: u64) -> Option<Event> {
+    let target = (key >> 55) as u8;
+    let (load, offset) = if target == TARGET_UNKNOWN {
+        (0, key & KEY_UNKNOWN_OFFSET_MASK)
+    } else {
+        (((key >> 32) & KEY_LOAD_MASK) as u16, key & 0xFFFF_FFFF)
+    };
+    Some(Event {
+        counter: *Counter::ALL.get(((key >> 52) & 7) as usize)?,
+        target,
+        api: (key >> 44) as u8,
+        offset,
+        arg3,
+        arg4,
+        load,
+    })
 }
 
 fn pack_meta(e: &Event) -> u64 {
-    u64::from(e.counter as u8) | (u64::from(e.target) << 8) | (u64::from(e.api) << 16)
+    u64::from(e.counter as u8)
+        | (u64::from(e.target) << 8)
+        | (u64::from(e.api) << 16)
+        | (u64::from(e.load) << 24)
 }
 
 fn unpack_meta(meta: u64, offset: u64, arg3: u64, arg4: u64) -> Option<Event> {
@@ -215,7 +299,21 @@ fn unpack_meta(meta: u64, offset: u64, arg3: u64, arg4: u64) -> Option<Event> {
         offset,
         arg3,
         arg4,
+        load: (meta >> 24) as u16,
     })
+}
+
+/// A target slot's name as stored: `NAME_LEN` bytes, NUL-padded, in words.
+fn name_words(name: &[u8]) -> [u64; NAME_LEN / 8] {
+    let mut words = [0u64; NAME_LEN / 8];
+    for (w, word) in words.iter_mut().enumerate() {
+        let mut bytes = [0u8; 8];
+        for (b, byte) in bytes.iter_mut().enumerate() {
+            *byte = name.get(w * 8 + b).copied().unwrap_or(0);
+        }
+        *word = u64::from_le_bytes(bytes);
+    }
+    words
 }
 
 /// The violation log: `T` targets, `S` unique sites, `E` recent events.
@@ -251,52 +349,121 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         }
     }
 
-    /// Registers a target image; returns its index. The name is cut to
-    /// [`NAME_LEN`] bytes. A loaded target whose range overlaps is taken as
-    /// unloaded (an image now lives where it was).
+    /// Registers a target image. The name is cut to [`NAME_LEN`] bytes. A
+    /// loaded target whose range overlaps is taken as unloaded (an image now
+    /// lives where it was); the same image seen twice is refused. A reload
+    /// of a name takes that name's old slot (its counters go on adding up,
+    /// its load number goes up); otherwise a free slot, or else the slot of
+    /// an unloaded target that recorded nothing.
     pub fn register_target(
         &self,
         name: &[u8],
         base: u64,
         size: u64,
         flags: u32,
-    ) -> Result<u8, RegisterError> {
-        for slot in &self.targets {
+    ) -> Result<Registered, RegisterError> {
+        let words = name_words(name);
+        let count = T.min(usize::from(TARGET_UNKNOWN));
+        let same_name = |slot: &TargetSlot| {
+            slot.name
+                .iter()
+                .zip(words.iter())
+                .all(|(a, &b)| a.load(Ordering::Relaxed) == b)
+        };
+        for (i, slot) in self.targets.iter().enumerate().take(count) {
+            if slot.state.load(Ordering::Acquire) != READY
+                || slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
+            {
+                continue;
+            }
             let (b, s) = (
                 slot.base.load(Ordering::Relaxed),
                 slot.size.load(Ordering::Relaxed),
             );
+            if b == base && same_name(slot) {
+                return Err(RegisterError::AlreadyRegistered(
+                    u8::try_from(i).map_err(|_| RegisterError::Full)?,
+                ));
+            }
+            if base < b.saturating_add(s) && b < base.saturating_add(size) {
+                slot.flags.fetch_or(TARGET_UNLOADED, Ordering::Relaxed);
+            }
+        }
+        let unloaded = |slot: &TargetSlot| {
+            slot.state.load(Ordering::Acquire) == READY
+                && slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
+        };
+        let recorded_nothing =
+            |slot: &TargetSlot| slot.counters.iter().all(|c| c.load(Ordering::Relaxed) == 0);
+        // In order of preference: the name's own old slot, a free one, one
+        // whose unloaded target left no record.
+        for pass in 0..3 {
+            for (i, slot) in self.targets.iter().enumerate().take(count) {
+                let (from, fits) = match pass {
+                    0 => (READY, unloaded(slot) && same_name(slot)),
+                    1 => (FREE, true),
+                    _ => (READY, unloaded(slot) && recorded_nothing(slot)),
+                };
+                if !fits
+                    || slot
+                        .state
+                        .compare_exchange(from, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_err()
+                {
+                    continue;
+                }
+                let index = u8::try_from(i).map_err(|_| RegisterError::Full)?;
+                let load = if pass == 0 {
+                    slot.load.load(Ordering::Relaxed).saturating_add(1)
+                } else {
+                    for c in &slot.counters {
+                        c.store(0, Ordering::Relaxed);
+                    }
+                    1
+                };
+                for (word, &w) in slot.name.iter().zip(words.iter()) {
+                    word.store(w, Ordering::Relaxed);
+                }
+                slot.base.store(base, Ordering::Relaxed);
+                slot.size.store(size, Ordering::Relaxed);
+                slot.flags.store(flags, Ordering::Relaxed);
+                slot.hooked_slots.store(0, Ordering::Relaxed);
+                slot.conflicts.store(0, Ordering::Relaxed);
+                slot.signature.store(0, Ordering::Relaxed);
+                slot.load.store(load, Ordering::Relaxed);
+                // Publishes everything above to readers that see READY.
+                slot.state.store(READY, Ordering::Release);
+                return Ok(Registered {
+                    index,
+                    load: u16::try_from(load).unwrap_or(u16::MAX),
+                });
+            }
+        }
+        Err(RegisterError::Full)
+    }
+
+    /// Notes a target's signature level (from its load notification).
+    pub fn set_signature_level(&self, target: u8, level: u8) {
+        if let Some(slot) = self.targets.get(usize::from(target)) {
+            slot.signature
+                .store(u32::from(level) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks unloaded every loaded target for which `gone(base, size)`
+    /// says so (the driver asks the kernel's module list).
+    pub fn mark_unloaded(&self, mut gone: impl FnMut(u64, u64) -> bool) {
+        for slot in &self.targets {
             if slot.state.load(Ordering::Acquire) == READY
-                && base < b.saturating_add(s)
-                && b < base.saturating_add(size)
+                && slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED == 0
+                && gone(
+                    slot.base.load(Ordering::Relaxed),
+                    slot.size.load(Ordering::Relaxed),
+                )
             {
                 slot.flags.fetch_or(TARGET_UNLOADED, Ordering::Relaxed);
             }
         }
-        let count = T.min(usize::from(TARGET_UNKNOWN));
-        for (i, slot) in self.targets.iter().enumerate().take(count) {
-            if slot
-                .state
-                .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            for (w, word) in slot.name.iter().enumerate() {
-                let mut bytes = [0u8; 8];
-                for (b, byte) in bytes.iter_mut().enumerate() {
-                    *byte = name.get(w * 8 + b).copied().unwrap_or(0);
-                }
-                word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-            }
-            slot.base.store(base, Ordering::Relaxed);
-            slot.size.store(size, Ordering::Relaxed);
-            slot.flags.store(flags, Ordering::Relaxed);
-            // Publishes everything above to readers that see READY.
-            slot.state.store(READY, Ordering::Release);
-            return u8::try_from(i).map_err(|_| RegisterError::Full);
-        }
-        Err(RegisterError::Full)
     }
 
     /// Sets flags on a target (e.g. TARGET_UNLOADED, TARGET_IMAGE_CHECKED).
@@ -306,15 +473,18 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         }
     }
 
-    /// Adds to the count of IAT slots rewritten in a target.
-    pub fn add_hooked_slots(&self, target: u8, n: u32) {
+    /// Adds to the counts of IAT slots rewritten in a target and of slots
+    /// left alone for holding something else.
+    pub fn add_hooked_slots(&self, target: u8, hooked: u32, conflicts: u32) {
         if let Some(slot) = self.targets.get(usize::from(target)) {
-            slot.hooked_slots.fetch_add(n, Ordering::Relaxed);
+            slot.hooked_slots.fetch_add(hooked, Ordering::Relaxed);
+            slot.conflicts.fetch_add(conflicts, Ordering::Relaxed);
         }
     }
 
-    /// The loaded target whose image contains `address`, and the offset.
-    pub fn target_of(&self, address: u64) -> Option<(u8, u64)> {
+    /// The loaded target whose image contains `address`: its index, the
+    /// offset, and which load it is.
+    pub fn target_of(&self, address: u64) -> Option<(u8, u64, u16)> {
         self.targets.iter().enumerate().find_map(|(i, slot)| {
             if slot.state.load(Ordering::Acquire) != READY
                 || slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
@@ -323,7 +493,12 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
             }
             let base = slot.base.load(Ordering::Relaxed);
             let offset = address.checked_sub(base)?;
-            (offset < slot.size.load(Ordering::Relaxed)).then_some((u8::try_from(i).ok()?, offset))
+            let load = u16::try_from(slot.load.load(Ordering::Relaxed)).unwrap_or(u16::MAX);
+            (offset < slot.size.load(Ordering::Relaxed)).then_some((
+                u8::try_from(i).ok()?,
+                offset,
+                load,
+            ))
         })
     }
 
@@ -331,18 +506,34 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
     /// Returns whether the site is new (its first hit), so that a first
     /// hit can be reported at once and repeats stay quiet.
     pub fn record(&self, e: Event, now: u64) -> bool {
+        self.record_capturing(e, now, |_| 0)
+    }
+
+    /// [`Log::record`], and at a site's first hit `capture` fills in the
+    /// call stack (return addresses, call site first) and says how many.
+    pub fn record_capturing(
+        &self,
+        e: Event,
+        now: u64,
+        capture: impl FnOnce(&mut [u64; STACK_DEPTH]) -> usize,
+    ) -> bool {
         self.recorded.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = self.targets.get(usize::from(e.target))
             && let Some(c) = slot.counters.get(e.counter as usize)
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        let new_site = self.record_site(&e, now);
+        let new_site = self.record_site(&e, now, capture);
         self.record_event(&e, now);
         new_site
     }
 
-    fn record_site(&self, e: &Event, now: u64) -> bool {
+    fn record_site(
+        &self,
+        e: &Event,
+        now: u64,
+        capture: impl FnOnce(&mut [u64; STACK_DEPTH]) -> usize,
+    ) -> bool {
         let key = pack_key(e);
         if S == 0 {
             self.dropped_sites.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +552,11 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                     .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => {
+                        let mut stack = [0u64; STACK_DEPTH];
+                        let n = capture(&mut stack).min(STACK_DEPTH);
+                        for (i, (dst, &src)) in slot.stack.iter().zip(stack.iter()).enumerate() {
+                            dst.store(if i < n { src } else { 0 }, Ordering::Relaxed);
+                        }
                         slot.arg3.store(e.arg3, Ordering::Relaxed);
                         slot.arg4.store(e.arg4, Ordering::Relaxed);
                         slot.first.store(now, Ordering::Relaxed);
@@ -463,7 +659,14 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                 size: slot.size.load(Ordering::Relaxed),
                 counters,
                 hooked_slots: slot.hooked_slots.load(Ordering::Relaxed),
+                conflicts: slot.conflicts.load(Ordering::Relaxed),
                 flags: slot.flags.load(Ordering::Relaxed),
+                load: u16::try_from(slot.load.load(Ordering::Relaxed)).unwrap_or(u16::MAX),
+                signature_level: slot
+                    .signature
+                    .load(Ordering::Relaxed)
+                    .checked_sub(1)
+                    .and_then(|l| u8::try_from(l).ok()),
             })
         })
     }
@@ -475,18 +678,21 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                 return None;
             }
             let key = slot.key.load(Ordering::Relaxed);
-            let counter = (key >> 51) & 0xF;
-            let event = unpack_meta(
-                counter | (((key >> 55) & 0xFF) << 8) | (((key >> 43) & 0xFF) << 16),
-                key & 0xFF_FFFF_FFFF,
+            let event = unpack_key(
+                key,
                 slot.arg3.load(Ordering::Relaxed),
                 slot.arg4.load(Ordering::Relaxed),
             )?;
+            let mut stack = [0u64; STACK_DEPTH];
+            for (dst, src) in stack.iter_mut().zip(slot.stack.iter()) {
+                *dst = src.load(Ordering::Relaxed);
+            }
             Some(SiteView {
                 event,
                 first_time: slot.first.load(Ordering::Relaxed),
                 last_time: slot.last.load(Ordering::Relaxed),
                 hits: slot.hits.load(Ordering::Relaxed),
+                stack,
             })
         })
     }
@@ -563,13 +769,17 @@ mod tests {
             offset,
             arg3,
             arg4: 0x7476_6943,
+            load: if target == TARGET_UNKNOWN { 0 } else { 1 },
         }
     }
 
     #[test]
     fn targets_register_attribute_and_unload() {
         let log: Log<2, 8, 8> = Log::new();
-        let a = log.register_target(b"a.sys", 0x1000, 0x1000, 0).unwrap();
+        let a = log
+            .register_target(b"a.sys", 0x1000, 0x1000, 0)
+            .unwrap()
+            .index;
         let b = log
             .register_target(
                 b"a-very-long-name-that-goes-on-and-on-past-sixty-four-bytes-of-storage.sys",
@@ -577,15 +787,16 @@ mod tests {
                 0x100,
                 TARGET_LATE,
             )
-            .unwrap();
+            .unwrap()
+            .index;
         assert_eq!(
             log.register_target(b"c.sys", 0, 1, 0),
             Err(RegisterError::Full)
         );
-        assert_eq!(log.target_of(0x1000), Some((a, 0)));
-        assert_eq!(log.target_of(0x1FFF), Some((a, 0xFFF)));
+        assert_eq!(log.target_of(0x1000), Some((a, 0, 1)));
+        assert_eq!(log.target_of(0x1FFF), Some((a, 0xFFF, 1)));
         assert_eq!(log.target_of(0x2000), None);
-        assert_eq!(log.target_of(0x80FF), Some((b, 0xFF)));
+        assert_eq!(log.target_of(0x80FF), Some((b, 0xFF, 1)));
         log.set_target_flags(a, TARGET_UNLOADED);
         assert_eq!(log.target_of(0x1000), None);
         let views: Vec<TargetView> = log.targets().collect();
@@ -599,26 +810,38 @@ mod tests {
     #[test]
     fn a_new_image_over_an_old_ones_range_unloads_the_old() {
         let log: Log<4, 8, 8> = Log::new();
-        let old = log.register_target(b"old.sys", 0x10000, 0x2000, 0).unwrap();
-        let new = log.register_target(b"new.sys", 0x11000, 0x1000, 0).unwrap();
-        assert_eq!(log.target_of(0x11800), Some((new, 0x800)));
+        let old = log
+            .register_target(b"old.sys", 0x10000, 0x2000, 0)
+            .unwrap()
+            .index;
+        let new = log
+            .register_target(b"new.sys", 0x11000, 0x1000, 0)
+            .unwrap()
+            .index;
+        assert_eq!(log.target_of(0x11800), Some((new, 0x800, 1)));
         assert_eq!(
             log.targets().find(|t| t.index == old).unwrap().flags & TARGET_UNLOADED,
             TARGET_UNLOADED
         );
-        let far = log.register_target(b"far.sys", 0x20000, 0x1000, 0).unwrap();
+        let far = log
+            .register_target(b"far.sys", 0x20000, 0x1000, 0)
+            .unwrap()
+            .index;
         assert_eq!(
             log.targets().find(|t| t.index == new).unwrap().flags & TARGET_UNLOADED,
             0
         );
-        assert_eq!(log.target_of(0x20000), Some((far, 0)));
+        assert_eq!(log.target_of(0x20000), Some((far, 0, 1)));
     }
 
     #[test]
     fn counters_sites_and_events() {
         let log: Log<4, 8, 4> = Log::new();
-        let t = log.register_target(b"t.sys", 0x10000, 0x10000, 0).unwrap();
-        log.add_hooked_slots(t, 3);
+        let t = log
+            .register_target(b"t.sys", 0x10000, 0x10000, 0)
+            .unwrap()
+            .index;
+        log.add_hooked_slots(t, 3, 2);
         for i in 0..5u64 {
             let new = log.record(ev(t, Counter::ExecutePoolType, 0x1234, i), 100 + i);
             assert_eq!(new, i == 0, "only the first hit of a site is new");
@@ -636,7 +859,7 @@ mod tests {
         let target = log.targets().next().unwrap();
         assert_eq!(target.counters[Counter::ExecutePoolType as usize], 5);
         assert_eq!(target.counters[Counter::ExecutePageMapping as usize], 1);
-        assert_eq!(target.hooked_slots, 3);
+        assert_eq!((target.hooked_slots, target.conflicts), (3, 2));
         let mut sites: Vec<SiteView> = log.sites().collect();
         sites.sort_by_key(|s| s.first_time);
         assert_eq!(sites.len(), 3);
@@ -651,7 +874,10 @@ mod tests {
         );
         assert_eq!(sites[1].event.counter, Counter::ExecutePageMapping);
         assert_eq!(sites[2].event.target, TARGET_UNKNOWN);
-        assert_eq!(sites[2].event.offset, 0xF800_0000_1234 & 0xFF_FFFF_FFFF);
+        assert_eq!(
+            sites[2].event.offset,
+            0xF800_0000_1234 & KEY_UNKNOWN_OFFSET_MASK
+        );
         assert_eq!(log.recorded(), 7);
         // The ring holds the last 4 of 7 events; asking from 0 says 3 lost.
         let mut got = Vec::new();
@@ -666,6 +892,122 @@ mod tests {
         assert_eq!((next, lost, page), (7, 0, std::vec![5, 6]));
         let (next, lost) = log.events_since(7, 2, |_| panic!("nothing new"));
         assert_eq!((next, lost), (7, 0));
+    }
+
+    #[test]
+    fn the_same_image_twice_is_refused_and_reloads_reuse_their_slot() {
+        let log: Log<3, 16, 16> = Log::new();
+        let first = log.register_target(b"drv.sys", 0x10000, 0x1000, 0).unwrap();
+        assert_eq!(first.load, 1);
+        // The module list and the load notification both saw it.
+        assert_eq!(
+            log.register_target(b"drv.sys", 0x10000, 0x1000, TARGET_LATE),
+            Err(RegisterError::AlreadyRegistered(first.index))
+        );
+        log.set_signature_level(first.index, 4);
+        log.record(ev(first.index, Counter::ExecutePoolType, 0x10, 0), 1);
+        // It unloads (the module list no longer has it) and loads again
+        // elsewhere: same slot, load 2, counters adding up, its old site
+        // kept apart from the new load's hit at the same offset.
+        log.mark_unloaded(|base, _| base == 0x10000);
+        assert_eq!(log.target_of(0x10010), None, "unloaded: no attribution");
+        let again = log.register_target(b"drv.sys", 0x40000, 0x1000, 0).unwrap();
+        assert_eq!((again.index, again.load), (first.index, 2));
+        let mut e = ev(again.index, Counter::ExecutePoolType, 0x10, 0);
+        e.load = 2;
+        assert!(log.record(e, 2), "a new load's hit is a new site");
+        let t = log.targets().find(|t| t.index == again.index).unwrap();
+        assert_eq!(t.counters[Counter::ExecutePoolType as usize], 2);
+        assert_eq!((t.load, t.flags & TARGET_UNLOADED, t.base), (2, 0, 0x40000));
+        assert_eq!(t.signature_level, None, "a new load says its own level");
+        let mut loads: Vec<u16> = log.sites().map(|s| s.event.load).collect();
+        loads.sort();
+        assert_eq!(loads, [1, 2]);
+        assert_eq!(log.target_of(0x40010), Some((again.index, 0x10, 2)));
+    }
+
+    #[test]
+    fn unloaded_targets_that_recorded_nothing_give_their_slot_back() {
+        let log: Log<2, 8, 8> = Log::new();
+        let quiet = log
+            .register_target(b"quiet.sys", 0x1000, 0x1000, 0)
+            .unwrap();
+        let noisy = log
+            .register_target(b"noisy.sys", 0x8000, 0x1000, 0)
+            .unwrap();
+        log.record(ev(noisy.index, Counter::ExecutePoolType, 4, 0), 1);
+        assert_eq!(
+            log.register_target(b"third.sys", 0x20000, 0x1000, 0),
+            Err(RegisterError::Full)
+        );
+        log.mark_unloaded(|_, _| true);
+        // Quiet's slot is reused; noisy's record is kept.
+        let third = log
+            .register_target(b"third.sys", 0x20000, 0x1000, 0)
+            .unwrap();
+        assert_eq!((third.index, third.load), (quiet.index, 1));
+        assert_eq!(
+            log.register_target(b"fourth.sys", 0x30000, 0x1000, 0),
+            Err(RegisterError::Full)
+        );
+        let names: Vec<Vec<u8>> = log.targets().map(|t| t.name_bytes().to_vec()).collect();
+        assert_eq!(names, [b"third.sys".to_vec(), b"noisy.sys".to_vec()]);
+    }
+
+    #[test]
+    fn a_new_site_keeps_the_call_stack_of_its_first_hit() {
+        let log: Log<1, 4, 4> = Log::new();
+        let t = log
+            .register_target(b"t.sys", 0x1000, 0x1000, 0)
+            .unwrap()
+            .index;
+        let mut calls = 0;
+        let mut capture = |frames: &mut [u64; STACK_DEPTH]| {
+            calls += 1;
+            frames[..3].copy_from_slice(&[0x1010, 0x1200, 0xFFFF_F800_0000_0010]);
+            3
+        };
+        assert!(log.record_capturing(ev(t, Counter::ExecutePoolType, 0x10, 0), 1, &mut capture));
+        assert!(!log.record_capturing(ev(t, Counter::ExecutePoolType, 0x10, 0), 2, &mut capture));
+        assert_eq!(calls, 1, "only the first hit walks the stack");
+        log.record(ev(t, Counter::ExecutePageMapping, 0x20, 0), 3);
+        let mut sites: Vec<SiteView> = log.sites().collect();
+        sites.sort_by_key(|s| s.first_time);
+        assert_eq!(sites[0].stack(), [0x1010, 0x1200, 0xFFFF_F800_0000_0010]);
+        assert!(sites[1].stack().is_empty());
+        // A capture that claims more than fits is cut to STACK_DEPTH.
+        log.record_capturing(ev(t, Counter::ExecutePoolType, 0x30, 0), 4, |f| {
+            f.fill(7);
+            99
+        });
+        let deep = log.sites().find(|s| s.event.offset == 0x30).unwrap();
+        assert_eq!(deep.stack(), [7; STACK_DEPTH]);
+    }
+
+    #[test]
+    fn site_keys_round_trip_every_field() {
+        for e in [
+            Event {
+                counter: Counter::IatInExecutableSection,
+                target: 63,
+                api: API_NONE,
+                offset: 0xFFFF_FFFF,
+                arg3: 0,
+                arg4: 0,
+                load: 0xFFF,
+            },
+            Event {
+                counter: Counter::ExecutePoolType,
+                target: TARGET_UNKNOWN,
+                api: 14,
+                offset: 0xFFF_FFFF_FFFF,
+                arg3: 0,
+                arg4: 0,
+                load: 0,
+            },
+        ] {
+            assert_eq!(unpack_key(pack_key(&e), 0, 0), Some(e));
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::code::BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION;
 use crate::log::{Event, Log, TARGET_UNKNOWN};
 use crate::settings::{Action, Settings};
 use crate::sync::SpinLock;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// The driver's log: 64 targets, 1024 unique sites, 1024 recent events.
 pub type DriverLog = Log<64, 1024, 1024>;
@@ -39,65 +39,146 @@ pub struct KernelOps {
     /// DISPATCH_LEVEL), in both actions, before any bug check: the driver
     /// prints it, so a debugger shows every site as it is found.
     pub report: unsafe extern "system" fn(&Event),
-    /// Called once, at PASSIVE_LEVEL, when civ first answers a
-    /// MmGetSystemRoutineAddress lookup with its own entry: a target now
-    /// holds a pointer into civ that no IAT restore can take back, so the
-    /// driver must stop allowing its own unload.
+    /// Called once, at PASSIVE_LEVEL, the first time civ puts a pointer to
+    /// itself into a target (an IAT slot, or an answer of
+    /// MmGetSystemRoutineAddress): no restore could take every such pointer
+    /// back, so the driver must keep its image mapped until reboot (a
+    /// reference on its driver object) and withdraw its unload routine.
     pub pin: unsafe extern "system" fn(),
+    /// Fills up to `max` return addresses of the current call stack into
+    /// `frames`, starting at the call into the hooked API (civ's own frames
+    /// left out), and returns how many; at a site's first hit, at any IRQL
+    /// up to DISPATCH_LEVEL.
+    pub capture_stack: unsafe extern "system" fn(frames: *mut u64, max: u32) -> u32,
 }
 
 static OPS: AtomicPtr<KernelOps> = AtomicPtr::new(core::ptr::null_mut());
-/// Threads inside dispatch or civ's routine lookup right now.
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-/// A routine lookup was answered with civ's entry (see [`KernelOps::pin`]).
-static PINNED: AtomicBool = AtomicBool::new(false);
 
-/// Counts a thread in civ's slow path for as long as it lives.
-struct InFlight;
+/// Whether civ may still unload: a small state machine, because the first
+/// hook and the unload routine can race.
+#[derive(Debug)]
+pub struct Lifetime(AtomicU32);
 
-impl InFlight {
-    fn enter() -> InFlight {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        InFlight
+/// civ runs, nothing of it is in any target yet: it may still unload.
+const RUNNING: u32 = 0;
+/// civ's unload routine has begun: nothing may be hooked any more.
+const STOPPING: u32 = 1;
+/// A target holds a pointer into civ: civ stays until reboot.
+const PINNED: u32 = 2;
+
+impl Lifetime {
+    /// Running, not pinned.
+    pub const fn new() -> Self {
+        Lifetime(AtomicU32::new(RUNNING))
+    }
+
+    /// Pins before a pointer to civ goes into a target; `first` runs once,
+    /// on the transition. False when civ is stopping: write nothing then.
+    pub fn pin(&self, first: impl FnOnce()) -> bool {
+        match self
+            .0
+            .compare_exchange(RUNNING, PINNED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                first();
+                true
+            }
+            Err(state) => state == PINNED,
+        }
+    }
+
+    /// Is civ pinned?
+    pub fn pinned(&self) -> bool {
+        self.0.load(Ordering::Acquire) == PINNED
+    }
+
+    /// The unload routine begins: from now on nothing is pinned anew.
+    pub fn begin_stop(&self) -> Stop {
+        match self
+            .0
+            .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Err(PINNED) => Stop::Pinned,
+            _ => Stop::Unloadable,
+        }
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Release);
+impl Default for Lifetime {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// How many threads are inside civ's slow path (dispatch, routine lookup)
-/// now: unload waits for 0 after restoring the slots.
-pub fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::Acquire)
+static LIFE: Lifetime = Lifetime::new();
+
+/// Pins civ in memory before it puts a pointer to itself into a target:
+/// the first time, the driver's `pin` keeps the image mapped for good.
+/// Returns false, and civ must write nothing, when civ is being unloaded.
+pub fn pin() -> bool {
+    LIFE.pin(|| {
+        let ops = OPS.load(Ordering::Acquire);
+        // SAFETY: OPS is null or a `&'static KernelOps`.
+        if let Some(ops) = unsafe { ops.as_ref() } {
+            // SAFETY: the driver's pin callback, at PASSIVE_LEVEL (image
+            // load notifications and MmGetSystemRoutineAddress run there).
+            unsafe { (ops.pin)() };
+        }
+    })
 }
 
-/// Has civ handed a target a pointer to its own entry through
-/// MmGetSystemRoutineAddress (so it must never unload)?
+/// Has civ put a pointer to itself into a target (so it stays until
+/// reboot)?
 pub fn pinned() -> bool {
-    PINNED.load(Ordering::Acquire)
+    LIFE.pinned()
 }
+
+/// What an unload routine may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Nothing of civ is in any target, and nothing will be: civ may go.
+    Unloadable,
+    /// A target holds a pointer into civ. The unload routine runs anyway
+    /// (it was called before the pin withdrew it): it must leave every
+    /// hook in place; the pin's reference keeps the image mapped.
+    Pinned,
+}
+
+/// Called first in the unload routine: from now on nothing is hooked.
+pub fn begin_stop() -> Stop {
+    LIFE.begin_stop()
+}
+
 static ACTION: AtomicU32 = AtomicU32::new(Action::BugCheck as u32);
 
-/// The original function of each catalog row (0 until a target's IAT first
-/// names it). Every target imports the same ntoskrnl export, so one table
-/// serves all targets.
+/// The kernel's own routine for each catalog row, looked up by name at
+/// start ([`resolve_originals`]): a slot is hooked only if it holds it,
+/// and every target imports the same export, so one table serves all.
 pub(crate) static ORIGINALS: [AtomicU64; CATALOG_LEN] = [const { AtomicU64::new(0) }; CATALOG_LEN];
 
 /// The settings in force: which images are targets, what a violation does.
 static SETTINGS: SpinLock<Settings> = SpinLock::new(Settings::EMPTY);
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
-/// Puts settings in force (at start, or from civctl): targets loading from
-/// now on are matched against them, and the action applies at once.
-pub fn set_settings(settings: &Settings) {
-    SETTINGS.with(|s| *s = *settings);
-    set_action(settings.action);
+/// Changes the settings in force in place (at start, or from civctl):
+/// targets loading from now on are matched against them, and the action
+/// applies at once. `f` runs under a spin lock (DISPATCH_LEVEL in the
+/// kernel): it may only compute.
+pub fn update_settings(f: impl FnOnce(&mut Settings)) {
+    let action = SETTINGS.with(|s| {
+        f(s);
+        s.action
+    });
+    set_action(action);
 }
 
-/// Runs `f` with the settings in force.
+/// Puts a copy of `settings` in force (tests, tools).
+pub fn set_settings(settings: &Settings) {
+    update_settings(|s| *s = *settings);
+}
+
+/// Runs `f` with the settings in force (under the same lock: `f` may only
+/// compute).
 pub fn with_settings<R>(f: impl FnOnce(&Settings) -> R) -> R {
     SETTINGS.with(|s| f(s))
 }
@@ -127,27 +208,33 @@ pub fn action() -> Action {
     Action::from_value(ACTION.load(Ordering::Relaxed)).unwrap_or(Action::BugCheck)
 }
 
-/// The original function recorded for a row, 0 if none yet.
+/// The kernel's routine recorded for a row, 0 if none.
 pub fn original(index: usize) -> u64 {
     ORIGINALS
         .get(index)
         .map_or(0, |o| o.load(Ordering::Acquire))
 }
 
-/// Records `value` as the original of a row if none is recorded yet.
-/// Returns the original now in force: `value`, or the one recorded before
-/// (which a caller compares to decide whether a slot can be hooked).
-pub fn set_original(index: usize, value: u64) -> u64 {
-    let Some(slot) = ORIGINALS.get(index) else {
-        return 0;
-    };
-    match slot.compare_exchange(0, value, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => value,
-        Err(existing) => existing,
+/// Records the kernel's routine for a row.
+pub fn set_original(index: usize, value: u64) {
+    if let Some(slot) = ORIGINALS.get(index) {
+        slot.store(value, Ordering::Release);
     }
 }
 
-/// Forgets every original (when nothing is hooked any more).
+/// Looks up every row's routine with `lookup` (MmGetSystemRoutineAddress,
+/// at start); returns how many the kernel has.
+pub fn resolve_originals(mut lookup: impl FnMut(&'static str) -> u64) -> usize {
+    let mut found = 0;
+    for (index, hook) in CATALOG.iter().enumerate() {
+        let address = lookup(hook.name);
+        set_original(index, address);
+        found += usize::from(address != 0);
+    }
+    found
+}
+
+/// Forgets every original (tests).
 pub fn clear_originals() {
     for o in &ORIGINALS {
         o.store(0, Ordering::Release);
@@ -165,27 +252,13 @@ pub fn now() -> u64 {
     }
 }
 
-/// Marks civ pinned, telling the driver the first time.
-fn pin() {
-    if PINNED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let ops = OPS.load(Ordering::Acquire);
-    // SAFETY: OPS is null or a `&'static KernelOps`.
-    if let Some(ops) = unsafe { ops.as_ref() } {
-        // SAFETY: the driver's pin callback, at PASSIVE_LEVEL (where
-        // MmGetSystemRoutineAddress is called).
-        unsafe { (ops.pin)() };
-    }
-}
-
 /// Records a violation and, in bug-check mode, raises bug check 0xC4 with
 /// DV's arguments. Returns if the call is to go on.
 #[cold]
 pub fn on_violation(index: usize, v: Violation) {
-    let (target, offset) = LOG
+    let (target, offset, load) = LOG
         .target_of(v.caller)
-        .unwrap_or((TARGET_UNKNOWN, v.caller));
+        .unwrap_or((TARGET_UNKNOWN, v.caller, 0));
     let event = Event {
         counter: v.code.counter(),
         target,
@@ -193,12 +266,21 @@ pub fn on_violation(index: usize, v: Violation) {
         offset,
         arg3: v.arg3,
         arg4: v.arg4,
+        load,
     };
-    // Recorded first, so that the log is in the crash dump too.
-    let new_site = LOG.record(event, now());
     let ops = OPS.load(Ordering::Acquire);
     // SAFETY: OPS is null or a `&'static KernelOps`.
     let ops = unsafe { ops.as_ref() };
+    // Recorded first, so that the log is in the crash dump too; a new
+    // site's call stack is taken now, while the caller's frames are live.
+    let new_site = LOG.record_capturing(event, now(), |frames| match ops {
+        // SAFETY: the driver's capture routine, given a buffer of
+        // STACK_DEPTH slots, callable at this IRQL.
+        Some(ops) => unsafe {
+            (ops.capture_stack)(frames.as_mut_ptr(), frames.len() as u32) as usize
+        },
+        None => 0,
+    });
     if new_site && let Some(ops) = ops {
         // SAFETY: the driver's report callback, callable at this IRQL.
         unsafe { (ops.report)(&event) };
@@ -228,7 +310,6 @@ extern "win64" fn no_original() -> u64 {
 /// least `max(arity, 4)` readable slots after it, as every caller of a
 /// function of that arity reserves.
 pub(crate) unsafe extern "win64" fn dispatch(index: usize, frame: *const u64) -> u64 {
-    let _in_flight = InFlight::enter();
     let Some(hook) = CATALOG.get(index) else {
         return no_original as *const () as usize as u64;
     };
@@ -292,7 +373,6 @@ unsafe fn unicode_eq(name: *const UnicodeString, ascii: &str) -> bool {
 /// # Safety
 /// As MmGetSystemRoutineAddress: `name` is a valid UNICODE_STRING.
 unsafe extern "win64" fn routine_lookup(name: *const UnicodeString) -> u64 {
-    let _in_flight = InFlight::enter();
     let lookup_index = CATALOG
         .iter()
         .position(|h| matches!(h.rule, Rule::RoutineLookup));
@@ -312,15 +392,43 @@ unsafe extern "win64" fn routine_lookup(name: *const UnicodeString) -> u64 {
     for (index, hook) in CATALOG.iter().enumerate() {
         // SAFETY: `name` was valid for the real function, so for us too.
         if hook.code().is_some() && unsafe { unicode_eq(name, hook.name) } {
-            // Only when civ would call the same function the kernel gave.
-            if set_original(index, found) == found
+            // Only when civ would call the same function the kernel gave,
+            // and civ can stay in memory for as long as the caller keeps it.
+            if found == original(index)
                 && let Some(entry) = crate::stubs::entry(index)
+                && pin()
             {
-                pin();
                 return entry;
             }
             return found;
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_pin_wins_over_a_later_unload() {
+        let life = Lifetime::new();
+        let mut told = 0;
+        assert!(!life.pinned());
+        assert!(life.pin(|| told += 1));
+        assert!(life.pin(|| told += 1), "pinned stays pinned");
+        assert_eq!(told, 1, "the driver is told once");
+        assert!(life.pinned());
+        assert_eq!(life.begin_stop(), Stop::Pinned);
+        assert!(life.pinned(), "an unload cannot unpin");
+    }
+
+    #[test]
+    fn an_unload_that_began_refuses_every_later_hook() {
+        let life = Lifetime::new();
+        assert_eq!(life.begin_stop(), Stop::Unloadable);
+        assert!(!life.pin(|| panic!("nothing may be pinned while stopping")));
+        assert!(!life.pinned());
+        assert_eq!(life.begin_stop(), Stop::Unloadable);
+    }
 }

@@ -3,12 +3,12 @@
 //! the output buffer. The driver's IRP (or WDF request) handler passes
 //! buffers and the code here and completes with what comes back.
 
-use crate::log::{EventView, SiteView, TargetView};
+use crate::log::{self, EventView, SiteView, TargetView};
 use crate::protocol::{
-    self, EventRecord, Kind, ProtoError, Request, SiteRecord, StatusHead, TargetRecord, Version,
+    self, EventRecord, Kind, ProtoError, Request, SiteRecord, StatusHead, TargetRecord,
+    UNKNOWN_SIGNATURE_LEVEL, Version,
 };
 use crate::runtime::{self, LOG};
-use crate::settings::Settings;
 
 /// STATUS_INVALID_DEVICE_REQUEST: an IOCTL code that is not civ's.
 pub const STATUS_INVALID_DEVICE_REQUEST: u32 = 0xC000_0010;
@@ -49,8 +49,25 @@ fn target_record(t: &TargetView) -> TargetRecord {
     r.size = t.size;
     r.counters = t.counters;
     r.hooked_slots = t.hooked_slots;
-    r.flags = t.flags & TargetRecord::ALL_FLAGS;
+    r.conflicts = t.conflicts;
+    r.flags = target_flags(t.flags);
+    r.load = t.load;
+    r.signature_level = t.signature_level.unwrap_or(UNKNOWN_SIGNATURE_LEVEL);
     r
+}
+
+/// The log's TARGET_* flags as the wire's [`TargetRecord`] flags.
+fn target_flags(flags: u32) -> u32 {
+    [
+        (log::TARGET_LATE, TargetRecord::LATE),
+        (log::TARGET_IMAGE_CHECKED, TargetRecord::IMAGE_CHECKED),
+        (log::TARGET_UNLOADED, TargetRecord::UNLOADED),
+        (log::TARGET_IMPORT_OPTIMIZED, TargetRecord::IMPORT_OPTIMIZED),
+        (log::TARGET_NAMED, TargetRecord::NAMED),
+    ]
+    .into_iter()
+    .filter(|&(from, _)| flags & from != 0)
+    .fold(0, |acc, (_, to)| acc | to)
 }
 
 fn site_record(s: &SiteView) -> SiteRecord {
@@ -64,6 +81,8 @@ fn site_record(s: &SiteView) -> SiteRecord {
         first_time: s.first_time,
         last_time: s.last_time,
         hits: s.hits,
+        load: s.event.load,
+        stack: s.stack,
     }
 }
 
@@ -77,6 +96,7 @@ fn event_record(e: &EventView) -> EventRecord {
         offset: e.event.offset,
         arg3: e.event.arg3,
         arg4: e.event.arg4,
+        load: e.event.load,
     }
 }
 
@@ -106,6 +126,11 @@ pub fn handle(ioctl: u32, input: &[u8], output: &mut [u8]) -> Answer {
                 verify_level: s.level,
                 action: s.action,
                 started_time: runtime::started(),
+                flags: if runtime::pinned() {
+                    StatusHead::PINNED
+                } else {
+                    0
+                },
             });
             protocol::write_status(&head, LOG.targets().map(|t| target_record(&t)), output)
                 .map(|w| w.bytes)
@@ -124,12 +149,13 @@ pub fn handle(ioctl: u32, input: &[u8], output: &mut [u8]) -> Answer {
         )
         .map(|w| w.bytes),
         Request::SetSettings(req) => {
-            let settings = Settings::from_parts(
-                req.verify_level,
-                req.action,
-                req.targets.iter().map(str::as_bytes),
-            );
-            runtime::set_settings(&settings);
+            runtime::update_settings(|s| {
+                s.assign_parts(
+                    req.verify_level,
+                    req.action,
+                    req.targets.iter().map(str::as_bytes),
+                )
+            });
             protocol::write_ack(Kind::SetSettings, output)
         }
         Request::ResetLog => Err(ProtoError::Status(protocol::STATUS_NOT_SUPPORTED)),

@@ -156,7 +156,17 @@ impl Settings {
 
     /// Parses the three values.
     pub fn parse(level: RawValue<'_>, drivers: RawValue<'_>, action: RawValue<'_>) -> Settings {
-        let mut s = Settings::default();
+        let mut s = Settings::EMPTY;
+        s.parse_into(level, drivers, action);
+        s
+    }
+
+    /// Parses the three values into `self` (the driver parses straight into
+    /// the settings in force: a `Settings` is too big to copy around a
+    /// kernel stack).
+    pub fn parse_into(&mut self, level: RawValue<'_>, drivers: RawValue<'_>, action: RawValue<'_>) {
+        *self = Settings::EMPTY;
+        let s = self;
         match level {
             None => {}
             Some((REG_DWORD, b)) if b.len() == 4 => s.level = dword(b).unwrap_or(0),
@@ -181,7 +191,6 @@ impl Settings {
             },
             Some(_) => s.notes.0 |= Notes::ACTION_WRONG_TYPE,
         }
-        s
     }
 
     /// Settings from already-parsed parts (civctl's SetSettings request):
@@ -191,19 +200,28 @@ impl Settings {
         action: Action,
         names: impl IntoIterator<Item = &'a [u8]>,
     ) -> Settings {
-        let mut s = Settings {
-            level,
-            action,
-            ..Settings::default()
-        };
+        let mut s = Settings::EMPTY;
+        s.assign_parts(level, action, names);
+        s
+    }
+
+    /// [`Settings::from_parts`] into `self`, without a copy on the stack.
+    pub fn assign_parts<'a>(
+        &mut self,
+        level: u32,
+        action: Action,
+        names: impl IntoIterator<Item = &'a [u8]>,
+    ) {
+        *self = Settings::EMPTY;
+        self.level = level;
+        self.action = action;
         for name in names {
             if name.is_empty() || name.len() > MAX_NAME {
-                s.notes.0 |= Notes::DRIVERS_BAD_NAME;
+                self.notes.0 |= Notes::DRIVERS_BAD_NAME;
             } else {
-                s.push(name);
+                self.push(name);
             }
         }
-        s
     }
 
     /// Splits UTF-16LE text on spaces, tabs and NULs (REG_SZ is space
@@ -277,18 +295,49 @@ impl Settings {
 
     /// Does an image (full path or bare name, `\` or `/` separated) match a
     /// target? Only the file name is compared, case-insensitively; `*` and
-    /// `?` are wildcards, and `*` alone matches every image (the caller
-    /// leaves out Microsoft's, as DV does).
+    /// `?` are wildcards, and `*` alone matches every image (what civ then
+    /// leaves out is [`crate::scope`]'s to decide).
     pub fn matches(&self, image_path: &[u8]) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let name = image_path
-            .rsplit(|&b| b == b'\\' || b == b'/')
-            .next()
-            .unwrap_or(image_path);
-        self.targets().any(|pattern| glob_match(pattern, name))
+        self.match_kind(image_path).is_some()
     }
+
+    /// How an image matches the targets: by its own name, or only through
+    /// a pattern with a wildcard (`*`, `vendor*.sys`); `None` if it does
+    /// not, or civ is off.
+    pub fn match_kind(&self, image_path: &[u8]) -> Option<Match> {
+        if !self.enabled() {
+            return None;
+        }
+        let name = file_name(image_path);
+        let mut found = None;
+        for pattern in self.targets() {
+            if !glob_match(pattern, name) {
+                continue;
+            }
+            if pattern.iter().any(|&c| c == b'*' || c == b'?') {
+                found = Some(Match::Pattern);
+            } else {
+                return Some(Match::Named);
+            }
+        }
+        found
+    }
+}
+
+/// How an image matched civ's targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// A target names it exactly (case-insensitively).
+    Named,
+    /// Only a pattern with a wildcard matches it.
+    Pattern,
+}
+
+/// The file name part of a path (`\` or `/` separated).
+pub fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'\\' || b == b'/')
+        .next()
+        .unwrap_or(path)
 }
 
 /// Case-insensitive (ASCII) glob match with `*` and `?`, iterative with

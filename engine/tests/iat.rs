@@ -1,8 +1,8 @@
 //! The IAT planner on real linker output and on the real x64 drivers of
 //! the corpus, mapped here as the loader maps them and "bound" with fake
 //! kernel addresses: the planned slots are exactly the imports civ hooks,
-//! installing writes only those slots, and restoring gives the image back
-//! byte for byte.
+//! installing writes only those slots, only where they hold the kernel's
+//! routine, and only after civ has pinned itself.
 
 use civ_engine::catalog::CATALOG;
 use civ_engine::iat::{self, PlanError, SlotWriter};
@@ -11,6 +11,19 @@ mod common;
 use civ_fixtures::{Fixture, corpus_dir, corpus_expected, map_image};
 use common::VecWriter;
 use std::collections::BTreeSet;
+
+/// The made-up kernel address a name is bound to.
+fn kernel(name: &str) -> u64 {
+    let h = name
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    0xFFFF_F800_1000_0000 | ((h & 0xFF_FFFF) << 4)
+}
+
+/// The kernel's routine for a catalog row, as civ resolves it at start.
+fn original(row: usize) -> u64 {
+    kernel(CATALOG[row].name)
+}
 
 /// A mapped image whose IAT slots hold made-up kernel addresses, one per
 /// import name, as the loader leaves them; and the names by slot.
@@ -28,10 +41,9 @@ fn mapped_and_bound(file: &[u8]) -> (Vec<u8>, Vec<(u32, String)>) {
         })
         .expect("imports");
     }
-    for (i, (rva, _)) in slots.iter().enumerate() {
+    for (rva, name) in &slots {
         let at = *rva as usize;
-        let fake = 0xFFFF_F800_1000_0000u64 + (i as u64) * 0x40;
-        mapped[at..at + 8].copy_from_slice(&fake.to_le_bytes());
+        mapped[at..at + 8].copy_from_slice(&kernel(name).to_le_bytes());
     }
     (mapped, slots)
 }
@@ -41,12 +53,16 @@ fn entry(row: usize) -> Option<u64> {
     Some(ENTRY_BASE + row as u64 * 0x20)
 }
 
-/// Plans, installs, checks what changed, restores; returns the checked
-/// API names (rows with a DV code) the plan covered.
-fn round_trip(file: &[u8]) -> BTreeSet<String> {
+fn slot_value(mapped: &[u8], rva: u32) -> u64 {
+    u64::from_le_bytes(mapped[rva as usize..rva as usize + 8].try_into().unwrap())
+}
+
+/// Plans and installs; checks what changed; returns the checked API names
+/// (rows with a DV code) the plan covered.
+fn hook_and_check(file: &[u8]) -> BTreeSet<String> {
     let (mut mapped, names) = mapped_and_bound(file);
     let before = mapped.clone();
-    let mut plan = {
+    let plan = {
         let pe = PeImage::parse(&mapped, Layout::Mapped).unwrap();
         iat::plan(&pe).expect("plan")
     };
@@ -57,7 +73,7 @@ fn round_trip(file: &[u8]) -> BTreeSet<String> {
             .find(|(rva, _)| *rva == s.rva)
             .expect("a real import slot")
             .1;
-        assert_eq!(name, CATALOG[s.hook].name);
+        assert_eq!(name, CATALOG[usize::from(s.hook)].name);
     }
     // And every catalog import got a slot.
     let catalog_imports = names
@@ -66,15 +82,26 @@ fn round_trip(file: &[u8]) -> BTreeSet<String> {
         .count();
     assert_eq!(plan.slots().len(), catalog_imports);
 
-    let mut originals = [0u64; CATALOG.len()];
-    let report = iat::install(&mut plan, &mut VecWriter(&mut mapped), entry, |row, v| {
-        if originals[row] == 0 {
-            originals[row] = v;
-        }
-        originals[row]
+    let mut pins = 0;
+    let report = iat::install(&plan, &mut VecWriter(&mut mapped), entry, original, || {
+        pins += 1;
+        true
     });
     assert_eq!(report.hooked as usize, plan.slots().len());
-    assert_eq!((report.conflicts, report.failed, report.already), (0, 0, 0));
+    assert_eq!(
+        (
+            report.conflicts,
+            report.failed,
+            report.already,
+            report.refused
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(
+        pins,
+        usize::from(!plan.slots().is_empty()),
+        "pinned once, before writing"
+    );
     // Only the planned slots changed, each to its row's entry.
     for (i, (a, b)) in before.iter().zip(&mapped).enumerate() {
         if a != b {
@@ -89,41 +116,31 @@ fn round_trip(file: &[u8]) -> BTreeSet<String> {
         }
     }
     for s in plan.slots() {
-        let at = s.rva as usize;
         assert_eq!(
-            u64::from_le_bytes(mapped[at..at + 8].try_into().unwrap()),
-            entry(s.hook).unwrap()
+            slot_value(&mapped, s.rva),
+            entry(usize::from(s.hook)).unwrap()
         );
-        assert_eq!(originals[s.hook], s.value);
     }
     // Installing again over hooked slots finds them already hooked.
-    {
-        let pe = PeImage::parse(&mapped, Layout::Mapped).unwrap();
-        let mut again = iat::plan(&pe).unwrap();
-        let r = iat::install(
-            &mut again,
-            &mut VecWriter(&mut mapped.clone()),
-            entry,
-            |row, _| originals[row],
-        );
-        assert_eq!(r.already as usize, plan.slots().len());
-    }
-    let (restored, failed) = iat::restore(&mut plan, &mut VecWriter(&mut mapped), entry);
-    assert_eq!((restored as usize, failed), (plan.slots().len(), 0));
-    assert!(
-        mapped == before,
-        "restore did not give the image back byte for byte"
+    let again = iat::install(
+        &plan,
+        &mut VecWriter(&mut mapped.clone()),
+        entry,
+        original,
+        || panic!("nothing to write, nothing to pin"),
     );
+    assert_eq!(again.already as usize, plan.slots().len());
     plan.slots()
         .iter()
-        .filter(|s| CATALOG[s.hook].code().is_some())
-        .map(|s| CATALOG[s.hook].name.to_string())
+        .map(|s| &CATALOG[usize::from(s.hook)])
+        .filter(|h| h.code().is_some())
+        .map(|h| h.name.to_string())
         .collect()
 }
 
 #[test]
-fn fixture_driver_round_trip() {
-    let checked = round_trip(&Fixture::Clean.bytes());
+fn fixture_driver_is_hooked_exactly_at_its_checked_imports() {
+    let checked = hook_and_check(&Fixture::Clean.bytes());
     assert_eq!(
         checked,
         BTreeSet::from([
@@ -142,7 +159,7 @@ fn corpus_x64_drivers_plan_exactly_their_hooked_imports() {
         .filter(|r| r.machine == "AMD64" && r.path.ends_with(".sys"))
     {
         let file = std::fs::read(corpus.join(&row.path)).unwrap();
-        let checked = round_trip(&file);
+        let checked = hook_and_check(&file);
         let expected: BTreeSet<String> = row.hooked.iter().cloned().collect();
         assert_eq!(checked, expected, "{}", row.path);
         seen += 1;
@@ -163,61 +180,87 @@ fn pe32_and_file_layout_are_refused() {
 }
 
 #[test]
-fn a_slot_pointing_elsewhere_is_a_conflict_and_left_alone() {
+fn a_slot_not_holding_the_kernels_routine_is_a_conflict_and_left_alone() {
     let (mut mapped, _) = mapped_and_bound(&Fixture::Clean.bytes());
+    let plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
+    // Every slot holds another hooker's address; then none was resolved.
     let before = mapped.clone();
-    let mut plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
-    // Another original is already recorded for every row.
-    let r = iat::install(&mut plan, &mut VecWriter(&mut mapped), entry, |_, _| {
-        0xDEAD_0000
-    });
-    assert_eq!(r.conflicts as usize, plan.slots().len());
-    assert_eq!(r.hooked, 0);
-    assert!(mapped == before);
-    assert!(plan.slots().iter().all(|s| !s.hooked));
+    for kernel in [|_| 0xDEAD_0000, |_| 0] {
+        let r = iat::install(&plan, &mut VecWriter(&mut mapped), entry, kernel, || {
+            panic!("a conflict writes nothing, so pins nothing")
+        });
+        assert_eq!(r.conflicts as usize, plan.slots().len());
+        assert_eq!(r.hooked, 0);
+        assert!(mapped == before);
+    }
+    // One slot rewritten by someone else before civ came: only it is left.
+    let first = plan.slots()[0];
+    mapped[first.rva as usize..first.rva as usize + 8].copy_from_slice(&0x5555u64.to_le_bytes());
+    let r = iat::install(&plan, &mut VecWriter(&mut mapped), entry, original, || true);
     assert_eq!(
-        iat::restore(&mut plan, &mut VecWriter(&mut mapped), entry),
-        (0, 0)
+        (r.conflicts, r.hooked as usize),
+        (1, plan.slots().len() - 1)
     );
+    assert_eq!(slot_value(&mapped, first.rva), 0x5555);
 }
 
 #[test]
-fn a_failed_write_is_counted_and_not_restored() {
-    struct Refuse;
+fn a_failed_write_or_an_unreadable_slot_is_counted() {
+    struct Refuse(bool);
     impl SlotWriter for Refuse {
         type Error = ();
         fn write(&mut self, _: u32, _: u64) -> Result<(), ()> {
             Err(())
         }
         fn read(&mut self, _: u32) -> Option<u64> {
-            None
+            self.0.then_some(kernel("ExAllocatePoolWithTag"))
         }
     }
     let (mapped, _) = mapped_and_bound(&Fixture::Clean.bytes());
-    let mut plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
-    let r = iat::install(&mut plan, &mut Refuse, entry, |_, v| v);
+    let plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
+    let r = iat::install(&plan, &mut Refuse(false), entry, original, || true);
     assert_eq!(r.failed as usize, plan.slots().len());
-    assert_eq!(iat::restore(&mut plan, &mut Refuse, entry), (0, 0));
+    // Readable but not writable: the pool slot fails, the others conflict.
+    let r = iat::install(&plan, &mut Refuse(true), entry, original, || true);
+    assert_eq!(
+        (r.failed, r.conflicts as usize, r.hooked),
+        (1, plan.slots().len() - 1, 0)
+    );
 }
 
 #[test]
-fn restore_leaves_a_slot_that_changed_since_alone() {
+fn nothing_is_written_while_civ_is_stopping() {
     let (mut mapped, _) = mapped_and_bound(&Fixture::Clean.bytes());
-    let mut plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
-    let r = iat::install(&mut plan, &mut VecWriter(&mut mapped), entry, |_, v| v);
-    assert!(r.hooked >= 2);
-    // Someone else rewrote the first slot after civ did.
-    let first = plan.slots()[0];
-    mapped[first.rva as usize..first.rva as usize + 8].copy_from_slice(&0x5555u64.to_le_bytes());
-    let (restored, failed) = iat::restore(&mut plan, &mut VecWriter(&mut mapped), entry);
-    assert_eq!((restored, failed), (r.hooked - 1, 1));
+    let before = mapped.clone();
+    let plan = iat::plan(&PeImage::parse(&mapped, Layout::Mapped).unwrap()).unwrap();
+    let mut asked = 0;
+    let r = iat::install(&plan, &mut VecWriter(&mut mapped), entry, original, || {
+        asked += 1;
+        false
+    });
     assert_eq!(
-        u64::from_le_bytes(
-            mapped[first.rva as usize..first.rva as usize + 8]
-                .try_into()
-                .unwrap()
-        ),
-        0x5555
+        (r.refused as usize, r.hooked, asked),
+        (plan.slots().len(), 0, 1)
     );
-    assert!(plan.slots()[0].hooked, "an unrestored slot stays marked");
+    assert!(mapped == before);
+}
+
+#[test]
+fn an_iat_in_a_pageable_or_discardable_section_is_refused() {
+    let (mapped, _) = mapped_and_bound(&Fixture::Clean.bytes());
+    let pe = PeImage::parse(&mapped, Layout::Mapped).unwrap();
+    let rva = iat::plan(&pe).unwrap().slots()[0].rva;
+    let section = pe.section_containing(rva).unwrap();
+    let header = section.header_offset;
+    // Renamed PAGE..., or marked discardable like INIT.
+    let mut paged = mapped.clone();
+    paged[header..header + 8].copy_from_slice(b"PAGEDATA");
+    let mut discardable = mapped.clone();
+    let flags = header + 36;
+    let c = u32::from_le_bytes(discardable[flags..flags + 4].try_into().unwrap()) | 0x0200_0000;
+    discardable[flags..flags + 4].copy_from_slice(&c.to_le_bytes());
+    for image in [paged, discardable] {
+        let pe = PeImage::parse(&image, Layout::Mapped).unwrap();
+        assert_eq!(iat::plan(&pe).unwrap_err(), PlanError::PageableIat);
+    }
 }

@@ -17,6 +17,7 @@ fn ev(offset: u64, arg3: u64) -> Event {
         offset,
         arg3,
         arg4: arg3 * 10,
+        load: 1,
     }
 }
 
@@ -34,7 +35,14 @@ fn two_writers_same_site_and_a_reader() {
         let writers: Vec<_> = (1..=2u64)
             .map(|i| {
                 let log = log.clone();
-                thread::spawn(move || log.record(ev(0x10, i), i))
+                // The first hit of a site captures its call stack: each
+                // writer's own, so a torn one would show.
+                thread::spawn(move || {
+                    log.record_capturing(ev(0x10, i), i, |frames| {
+                        frames[..2].copy_from_slice(&[i, i + 100]);
+                        2
+                    })
+                })
             })
             .collect();
         // A reader meanwhile: whatever it sees is whole.
@@ -42,6 +50,11 @@ fn two_writers_same_site_and_a_reader() {
             assert_eq!(s.event.offset, 0x10);
             assert!(s.event.arg3 == 1 || s.event.arg3 == 2);
             assert_eq!(s.event.arg4, s.event.arg3 * 10);
+            assert_eq!(
+                s.stack(),
+                [s.event.arg3, s.event.arg3 + 100],
+                "the stack is the first hitter's, whole"
+            );
         }
         let (_, _) = log.events_since(0, 2, |e| {
             assert!(e.event.arg3 == 1 || e.event.arg3 == 2);

@@ -90,32 +90,50 @@ fn target() -> impl Strategy<Value = TargetRecord> {
         any::<[u64; 7]>(),
         any::<u32>(),
         0..=TargetRecord::ALL_FLAGS,
+        (any::<u32>(), any::<u16>(), any::<u8>()),
     )
-        .prop_map(|(name, base, size, counters, hooked_slots, flags)| {
-            let mut t = TargetRecord::new(&name);
-            t.base = base;
-            t.size = size;
-            t.counters = counters;
-            t.hooked_slots = hooked_slots;
-            t.flags = flags;
-            t
-        })
+        .prop_map(
+            |(name, base, size, counters, hooked_slots, flags, (conflicts, load, level))| {
+                let mut t = TargetRecord::new(&name);
+                t.base = base;
+                t.size = size;
+                t.counters = counters;
+                t.hooked_slots = hooked_slots;
+                t.flags = flags;
+                t.conflicts = conflicts;
+                t.load = load;
+                t.signature_level = level;
+                t
+            },
+        )
 }
 
 fn site() -> impl Strategy<Value = SiteRecord> {
-    (counter(), any::<u8>(), any::<u8>(), any::<[u64; 6]>()).prop_map(
-        |(counter, target, api, v)| SiteRecord {
-            counter,
-            target,
-            api,
-            offset: v[0],
-            arg3: v[1],
-            arg4: v[2],
-            first_time: v[3],
-            last_time: v[4],
-            hits: v[5],
-        },
+    (
+        counter(),
+        any::<u8>(),
+        any::<u8>(),
+        any::<[u64; 6]>(),
+        any::<u16>(),
+        prop::collection::vec(1u64.., 0..=STACK_FRAMES),
     )
+        .prop_map(|(counter, target, api, v, load, frames)| {
+            let mut stack = [0; STACK_FRAMES];
+            stack[..frames.len()].copy_from_slice(&frames);
+            SiteRecord {
+                counter,
+                target,
+                api,
+                offset: v[0],
+                arg3: v[1],
+                arg4: v[2],
+                first_time: v[3],
+                last_time: v[4],
+                hits: v[5],
+                load,
+                stack,
+            }
+        })
 }
 
 /// Events in increasing sequence from `first`, with gaps between them.
@@ -130,6 +148,7 @@ fn events(max: usize) -> impl Strategy<Value = Vec<EventRecord>> {
                 any::<u8>(),
                 any::<u8>(),
                 any::<[u64; 3]>(),
+                any::<u16>(),
             ),
             0..max,
         ),
@@ -138,7 +157,7 @@ fn events(max: usize) -> impl Strategy<Value = Vec<EventRecord>> {
             let mut seq = first;
             items
                 .into_iter()
-                .map(|(gap, time, counter, target, api, v)| {
+                .map(|(gap, time, counter, target, api, v, load)| {
                     seq += gap;
                     let e = EventRecord {
                         seq,
@@ -149,6 +168,7 @@ fn events(max: usize) -> impl Strategy<Value = Vec<EventRecord>> {
                         offset: v[0],
                         arg3: v[1],
                         arg4: v[2],
+                        load,
                     };
                     seq += 1;
                     e
@@ -158,13 +178,18 @@ fn events(max: usize) -> impl Strategy<Value = Vec<EventRecord>> {
 }
 
 fn status_head() -> impl Strategy<Value = StatusHead> {
-    (any::<u32>(), action(), any::<u64>()).prop_map(|(verify_level, action, started_time)| {
-        StatusHead {
+    (
+        any::<u32>(),
+        action(),
+        any::<u64>(),
+        0..=StatusHead::ALL_FLAGS,
+    )
+        .prop_map(|(verify_level, action, started_time, flags)| StatusHead {
             verify_level,
             action,
             started_time,
-        }
-    })
+            flags,
+        })
 }
 
 /// Every decoder on `bytes`; none may panic. Requests that decode must

@@ -1,12 +1,12 @@
 //! civ.sys's pipeline without a kernel: a fixture image, mapped as the
 //! loader maps it, is inspected (image findings recorded, bug check decided)
-//! and hooked; civctl's IOCTLs are served from what was recorded; unhooking
-//! puts every slot back.
+//! and hooked, which pins civ; civctl's IOCTLs are served from what was
+//! recorded.
 #![cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
 
-use civ_engine::attach::{self, InspectError};
+use civ_engine::attach::{self, InspectError, Origin};
 use civ_engine::code::{Code, Counter};
-use civ_engine::iat::SlotWriter;
+use civ_engine::iat::Plan;
 use civ_engine::protocol::{self, GetEvents, GetSites, Kind, Request, SetSettings, Targets};
 use civ_engine::runtime::{self, LOG};
 use civ_engine::serve::{self, STATUS_INVALID_DEVICE_REQUEST};
@@ -18,31 +18,34 @@ use std::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A writer a closure can hand out again and again.
-struct SharedWriter(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-impl SlotWriter for SharedWriter {
-    type Error = ();
-    fn write(&mut self, rva: u32, value: u64) -> Result<(), ()> {
-        VecWriter(&mut self.0.borrow_mut()).write(rva, value)
-    }
-    fn read(&mut self, rva: u32) -> Option<u64> {
-        VecWriter(&mut self.0.borrow_mut()).read(rva)
-    }
+/// The made-up kernel routine of a catalog row.
+fn kernel(row: u8) -> u64 {
+    0xFFFF_F800_2000_0000u64 + u64::from(row) * 0x10
 }
 
-/// A fixture mapped, with its IAT "bound" to made-up kernel addresses.
+/// A fixture mapped, with its IAT "bound" to the made-up kernel routines,
+/// which civ has resolved as its originals.
 fn bound(f: Fixture) -> Vec<u8> {
     let mut mapped = map_image(&f.bytes());
     let plan = {
         let pe = civ_engine::pe::PeImage::parse(&mapped, civ_engine::pe::Layout::Mapped).unwrap();
         civ_engine::iat::plan(&pe).unwrap()
     };
-    for (i, s) in plan.slots().iter().enumerate() {
-        let v = 0xFFFF_F800_2000_0000u64 + i as u64 * 0x10;
-        mapped[s.rva as usize..s.rva as usize + 8].copy_from_slice(&v.to_le_bytes());
+    for s in plan.slots() {
+        mapped[s.rva as usize..s.rva as usize + 8].copy_from_slice(&kernel(s.hook).to_le_bytes());
+        runtime::set_original(usize::from(s.hook), kernel(s.hook));
     }
     mapped
 }
+
+const LATE_NAMED: Origin = Origin {
+    late: true,
+    named: true,
+};
+const NEW: Origin = Origin {
+    late: false,
+    named: false,
+};
 
 fn request(r: &Request<'_>) -> (u32, Vec<u8>) {
     let mut buf = vec![0u8; r.encoded_len().unwrap()];
@@ -59,23 +62,41 @@ fn call(r: &Request<'_>, out_len: usize) -> (serve::Answer, Vec<u8>) {
 }
 
 #[test]
-fn inspect_hook_serve_unhook() {
+fn inspect_hook_serve() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     runtime::clear_originals();
     let mut image = bound(Fixture::WriteExecuteData);
     let before = image.clone();
     let base = 0xFFFF_F801_4000_0000u64;
     let seq = LOG.next_seq();
-    let ins = attach::inspect(&image, base, b"wx_data.sys", true, Action::Log, 7).unwrap();
-    assert_eq!(ins.findings, 1);
+    let mut plan = Plan::EMPTY;
+    let ins = attach::inspect(
+        &image,
+        base,
+        b"wx_data.sys",
+        LATE_NAMED,
+        Action::Log,
+        7,
+        &mut plan,
+    )
+    .unwrap();
+    assert_eq!((ins.findings, ins.load), (1, 1));
     assert_eq!(ins.bug_check, None, "log mode never asks for a bug check");
     assert!(ins.plan_error.is_none());
-    let report = attach::hook(ins.target, ins.plan, &mut VecWriter(&mut image));
+    assert!(!ins.import_optimized);
+    assert!(!runtime::pinned());
+    let report = attach::hook(ins.target, &plan, &mut VecWriter(&mut image));
     assert_eq!(
         report.hooked, 3,
         "ExAllocatePoolWithTag, MmMapLockedPagesSpecifyCache, MmGetSystemRoutineAddress"
     );
     assert_ne!(image, before);
+    assert!(runtime::pinned(), "the first hook pins civ for good");
+    // The same image seen again (module list after notification).
+    assert_eq!(
+        attach::inspect(&image, base, b"wx_data.sys", NEW, Action::Log, 8, &mut plan).unwrap_err(),
+        InspectError::AlreadyAttached(ins.target)
+    );
 
     // GetStatus: the target, late, image-checked, its W+X count and slots.
     let (a, out) = call(&Request::GetStatus, 4096);
@@ -88,11 +109,15 @@ fn inspect_hook_serve_unhook() {
         .expect("target listed");
     assert_eq!(t.base, base);
     assert_eq!(t.counter(Counter::ExecuteWriteSection), 1);
-    assert_eq!(t.hooked_slots, 3);
+    assert_eq!((t.hooked_slots, t.conflicts, t.load), (3, 0, 1));
     assert_eq!(
-        t.flags & (protocol::TargetRecord::LATE | protocol::TargetRecord::IMAGE_CHECKED),
-        3
+        t.flags,
+        protocol::TargetRecord::LATE
+            | protocol::TargetRecord::IMAGE_CHECKED
+            | protocol::TargetRecord::NAMED
     );
+    assert_eq!(t.signature_level, protocol::UNKNOWN_SIGNATURE_LEVEL);
+    assert_eq!(status.head.flags, protocol::StatusHead::PINNED);
 
     // GetEvents: the image finding, with its section header's address.
     let (a, out) = call(
@@ -114,6 +139,9 @@ fn inspect_hook_serve_unhook() {
         (e.offset, e.arg3),
         (u64::from(data.rva()), base + data.header_offset as u64)
     );
+    // Where a bug check points at the section's name, the log keeps it.
+    assert_eq!(e.arg4.to_le_bytes(), *b".data\0\0\0");
+    assert_eq!(e.load, 1);
 
     // GetSites pages through everything recorded.
     let (a, out) = call(
@@ -125,17 +153,14 @@ fn inspect_hook_serve_unhook() {
     );
     assert_eq!(a.status, 0);
     let sites = protocol::decode_reply_sites(&out).unwrap();
-    assert!(sites.sites.iter().any(|s| s.counter == Counter::ExecuteWriteSection && s.offset == u64::from(data.rva())));
-
-    // Unhooking gives the image back byte for byte.
-    let shared = std::rc::Rc::new(std::cell::RefCell::new(image));
-    let (restored, failed) = attach::unhook_all(|_| Some(SharedWriter(shared.clone())));
-    assert_eq!((restored, failed), (3, 0));
-    assert!(*shared.borrow() == before);
-    assert_eq!(
-        attach::unhook_all(|_| Some(SharedWriter(shared.clone()))),
-        (0, 0),
-        "nothing left hooked"
+    assert!(
+        sites
+            .sites
+            .iter()
+            .any(|s| s.counter == Counter::ExecuteWriteSection
+                && s.offset == u64::from(data.rva())
+                && s.load == 1
+                && s.stack().is_empty())
     );
 }
 
@@ -153,9 +178,10 @@ fn bugcheck_mode_asks_for_dvs_arguments() {
             &image,
             base,
             fixture.file_name().as_bytes(),
-            false,
+            NEW,
             Action::BugCheck,
             0,
+            &mut Plan::default(),
         )
         .unwrap();
         let bc = ins
@@ -182,12 +208,29 @@ fn bugcheck_mode_asks_for_dvs_arguments() {
     }
     // A clean image asks for nothing; an unsupported reloc alone never bug-checks.
     for f in [Fixture::Clean, Fixture::StraddlingReloc] {
-        let ins =
-            attach::inspect(&bound(f), 0x1000_0000, b"x.sys", false, Action::BugCheck, 0).unwrap();
+        let ins = attach::inspect(
+            &bound(f),
+            0x1000_0000,
+            f.file_name().as_bytes(),
+            NEW,
+            Action::BugCheck,
+            0,
+            &mut Plan::default(),
+        )
+        .unwrap();
         assert_eq!(ins.bug_check, None, "{f:?}");
     }
     assert_eq!(
-        attach::inspect(b"MZ", 0, b"x.sys", false, Action::Log, 0).unwrap_err(),
+        attach::inspect(
+            b"MZ",
+            0,
+            b"x.sys",
+            NEW,
+            Action::Log,
+            0,
+            &mut Plan::default()
+        )
+        .unwrap_err(),
         InspectError::Pe(civ_engine::pe::PeError::Truncated("DOS header"))
     );
 }

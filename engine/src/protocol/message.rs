@@ -602,8 +602,8 @@ mod tests {
             Err(ProtoError::BadMagic(u32::from_le_bytes(*b"CIV2")))
         );
         assert_eq!(
-            Request::decode(&patch(4, &2u16.to_le_bytes())),
-            Err(ProtoError::VersionMismatch { got: 2 })
+            Request::decode(&patch(4, &3u16.to_le_bytes())),
+            Err(ProtoError::VersionMismatch { got: 3 })
         );
         assert_eq!(
             Request::decode(&patch(4, &0u16.to_le_bytes())),
@@ -674,8 +674,8 @@ mod tests {
                 STATUS_INVALID_PARAMETER,
             ),
             (
-                ProtoError::VersionMismatch { got: 2 },
-                "version 2, this side speaks version 1",
+                ProtoError::VersionMismatch { got: 3 },
+                "version 3, this side speaks version 2",
                 STATUS_REVISION_MISMATCH,
             ),
             (

@@ -34,7 +34,7 @@ use crate::code::Counter;
 pub use crate::settings::Action;
 
 /// The protocol version both sides must speak; any change of layout bumps it.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The first four bytes of every message, `CIV1`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"CIV1");
 
@@ -101,7 +101,7 @@ pub const MAX_REQUEST_SIZE: usize = SET_SETTINGS_MIN + MAX_TARGETS * (2 + MAX_NA
 /// Size of the [`Version`] reply.
 pub const VERSION_REPLY_SIZE: usize = HEADER_SIZE + 16;
 /// Size of the status reply before its [`TargetRecord`]s.
-pub const STATUS_REPLY_MIN: usize = HEADER_SIZE + 24;
+pub const STATUS_REPLY_MIN: usize = HEADER_SIZE + 32;
 /// Size of the sites reply before its [`SiteRecord`]s.
 pub const SITES_REPLY_MIN: usize = HEADER_SIZE + 16;
 /// Size of the events reply before its [`EventRecord`]s.
@@ -112,6 +112,11 @@ pub const TARGET_NAME_LEN: usize = 64;
 pub const UNKNOWN_TARGET: u8 = 0xFF;
 /// [`SiteRecord::api`] / [`EventRecord::api`] for an image finding (no hook).
 pub const NO_API: u8 = 0xFF;
+/// Return addresses a [`SiteRecord`] carries: the call stack at the
+/// site's first hit.
+pub const STACK_FRAMES: usize = crate::log::STACK_DEPTH;
+/// [`TargetRecord::signature_level`] when no load notification said.
+pub const UNKNOWN_SIGNATURE_LEVEL: u8 = 0xFF;
 
 // Each size is the sum of its fields as `put`/`get` write them (the unit
 // tests also check that every encoder writes exactly its size). Records start
@@ -124,13 +129,13 @@ const _: () = {
     assert!(MAX_REQUEST_SIZE <= u32::MAX as usize);
     assert!(MAX_NAME_LEN <= u16::MAX as usize);
     assert!(VERSION_REPLY_SIZE == HEADER_SIZE + 2 + 2 + 2 + 2 + 4 + 4);
-    assert!(STATUS_REPLY_MIN == HEADER_SIZE + 4 + 4 + 8 + 4 + 4);
+    assert!(STATUS_REPLY_MIN == HEADER_SIZE + 4 + 4 + 8 + 4 + 4 + 4 + 4);
     assert!(SITES_REPLY_MIN == HEADER_SIZE + 4 + 4 + 8);
     assert!(EVENTS_REPLY_MIN == HEADER_SIZE + 8 + 8 + 4 + 4);
     assert!(Counter::ALL.len() == 7);
-    assert!(TargetRecord::SIZE == TARGET_NAME_LEN + 8 + 8 + 7 * 8 + 4 + 4);
-    assert!(SiteRecord::SIZE == 1 + 1 + 1 + 1 + 4 + 8 + 8 + 8 + 8 + 8 + 8);
-    assert!(EventRecord::SIZE == 8 + 8 + 1 + 1 + 1 + 5 + 8 + 8 + 8);
+    assert!(TargetRecord::SIZE == TARGET_NAME_LEN + 8 + 8 + 7 * 8 + 4 + 4 + 4 + 2 + 1 + 1);
+    assert!(SiteRecord::SIZE == 1 + 1 + 1 + 1 + 2 + 2 + 8 + 8 + 8 + 8 + 8 + 8 + STACK_FRAMES * 8);
+    assert!(EventRecord::SIZE == 8 + 8 + 1 + 1 + 1 + 1 + 2 + 2 + 8 + 8 + 8);
     assert!(STATUS_REPLY_MIN.is_multiple_of(8) && TargetRecord::SIZE.is_multiple_of(8));
     assert!(SITES_REPLY_MIN.is_multiple_of(8) && SiteRecord::SIZE.is_multiple_of(8));
     assert!(EVENTS_REPLY_MIN.is_multiple_of(8) && EventRecord::SIZE.is_multiple_of(8));

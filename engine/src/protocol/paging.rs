@@ -67,6 +67,8 @@ where
     p.u64(head.started_time);
     p.u32(to_u32(count));
     p.u32(u32::from(truncated));
+    p.u32(head.flags & StatusHead::ALL_FLAGS);
+    p.zeros(4);
     Ok(Written {
         bytes: end,
         records: to_u32(count),

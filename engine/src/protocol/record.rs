@@ -32,8 +32,17 @@ pub struct TargetRecord {
     pub counters: [u64; 7],
     /// How many IAT slots civ rewrote.
     pub hooked_slots: u32,
-    /// [`TargetRecord::LATE`], [`TargetRecord::IMAGE_CHECKED`], [`TargetRecord::UNLOADED`].
+    /// [`TargetRecord::LATE`], [`TargetRecord::IMAGE_CHECKED`],
+    /// [`TargetRecord::UNLOADED`], [`TargetRecord::IMPORT_OPTIMIZED`],
+    /// [`TargetRecord::NAMED`].
     pub flags: u32,
+    /// IAT slots of hooked APIs civ left alone because they held something
+    /// other than the kernel's routine (another hooker, a verifier thunk).
+    pub conflicts: u32,
+    /// Which load of this name since boot (1, 2, ...).
+    pub load: u16,
+    /// The image's SE_SIGNING_LEVEL, or [`UNKNOWN_SIGNATURE_LEVEL`].
+    pub signature_level: u8,
 }
 
 impl TargetRecord {
@@ -44,8 +53,14 @@ impl TargetRecord {
     pub const IMAGE_CHECKED: u32 = 1 << 1;
     /// The image has been unloaded since.
     pub const UNLOADED: u32 = 1 << 2;
+    /// The image has import-control-transfer dynamic relocations: the kernel
+    /// may bind its calls of hooked APIs directly, unseen by civ.
+    pub const IMPORT_OPTIMIZED: u32 = 1 << 3;
+    /// A target name matched it exactly (not only a pattern such as `*`).
+    pub const NAMED: u32 = 1 << 4;
     /// Every defined flag; others must be zero.
-    pub const ALL_FLAGS: u32 = Self::LATE | Self::IMAGE_CHECKED | Self::UNLOADED;
+    pub const ALL_FLAGS: u32 =
+        Self::LATE | Self::IMAGE_CHECKED | Self::UNLOADED | Self::IMPORT_OPTIMIZED | Self::NAMED;
 
     /// A record with this name and everything else zero.
     pub fn new(name: &str) -> TargetRecord {
@@ -56,6 +71,9 @@ impl TargetRecord {
             counters: [0; 7],
             hooked_slots: 0,
             flags: 0,
+            conflicts: 0,
+            load: 0,
+            signature_level: UNKNOWN_SIGNATURE_LEVEL,
         };
         t.set_name(name);
         t
@@ -105,7 +123,7 @@ impl TargetRecord {
 }
 
 impl Record for TargetRecord {
-    const SIZE: usize = 144;
+    const SIZE: usize = 152;
 
     /// Writes the canonical form: the name as [`TargetRecord::name`] reads
     /// it and only the defined flags, so that whatever the driver put in the
@@ -122,6 +140,10 @@ impl Record for TargetRecord {
         }
         p.u32(self.hooked_slots);
         p.u32(self.flags & Self::ALL_FLAGS);
+        p.u32(self.conflicts);
+        p.u16(self.load);
+        p.u8(self.signature_level);
+        p.zeros(1);
         Ok(p.pos)
     }
 
@@ -144,6 +166,10 @@ impl Record for TargetRecord {
         if flags & !Self::ALL_FLAGS != 0 {
             return Err(ProtoError::BadField("target flags"));
         }
+        let conflicts = g.u32();
+        let load = g.u16();
+        let signature_level = g.u8();
+        g.reserved::<1>("target reserved")?;
         Ok(TargetRecord {
             name,
             base,
@@ -151,6 +177,9 @@ impl Record for TargetRecord {
             counters,
             hooked_slots,
             flags,
+            conflicts,
+            load,
+            signature_level,
         })
     }
 }
@@ -177,23 +206,48 @@ pub struct SiteRecord {
     pub last_time: u64,
     /// How many times it was hit.
     pub hits: u64,
+    /// Which load of the target (1, 2, ...; 0 for an unknown target).
+    pub load: u16,
+    /// The call stack at the first hit: return addresses from the call
+    /// site outwards, 0-padded (absolute kernel addresses).
+    pub stack: [u64; STACK_FRAMES],
+}
+
+impl SiteRecord {
+    /// The captured return addresses (without the padding).
+    pub fn stack(&self) -> &[u64] {
+        let n = self
+            .stack
+            .iter()
+            .position(|&a| a == 0)
+            .unwrap_or(STACK_FRAMES);
+        self.stack.get(..n).unwrap_or_default()
+    }
 }
 
 impl Record for SiteRecord {
-    const SIZE: usize = 56;
+    const SIZE: usize = 56 + STACK_FRAMES * 8;
 
     fn encode(&self, out: &mut [u8]) -> Result<usize, ProtoError> {
         let mut p = Put::need(out, Self::SIZE)?;
         p.u8(self.counter as u8);
         p.u8(self.target);
         p.u8(self.api);
-        p.zeros(1 + 4);
+        p.zeros(1);
+        p.u16(self.load);
+        p.zeros(2);
         p.u64(self.offset);
         p.u64(self.arg3);
         p.u64(self.arg4);
         p.u64(self.first_time);
         p.u64(self.last_time);
         p.u64(self.hits);
+        // Canonical: nothing after the first 0.
+        let frames = self.stack();
+        for &a in frames {
+            p.u64(a);
+        }
+        p.zeros((STACK_FRAMES - frames.len()) * 8);
         Ok(p.pos)
     }
 
@@ -202,8 +256,10 @@ impl Record for SiteRecord {
         let counter = counter_from_u8(g.u8())?;
         let target = g.u8();
         let api = g.u8();
-        g.reserved::<5>("site reserved")?;
-        Ok(SiteRecord {
+        g.reserved::<1>("site reserved")?;
+        let load = g.u16();
+        g.reserved::<2>("site reserved")?;
+        let mut site = SiteRecord {
             counter,
             target,
             api,
@@ -213,7 +269,21 @@ impl Record for SiteRecord {
             first_time: g.u64(),
             last_time: g.u64(),
             hits: g.u64(),
-        })
+            load,
+            stack: [0; STACK_FRAMES],
+        };
+        for a in &mut site.stack {
+            *a = g.u64();
+        }
+        if site.stack().len() < STACK_FRAMES
+            && site
+                .stack
+                .get(site.stack().len()..)
+                .is_some_and(|rest| rest.iter().any(|&a| a != 0))
+        {
+            return Err(ProtoError::BadField("site stack"));
+        }
+        Ok(site)
     }
 }
 
@@ -236,6 +306,8 @@ pub struct EventRecord {
     pub arg3: u64,
     /// Arg4 of the bug check DV would raise.
     pub arg4: u64,
+    /// Which load of the target (1, 2, ...; 0 for an unknown target).
+    pub load: u16,
 }
 
 impl Record for EventRecord {
@@ -248,7 +320,9 @@ impl Record for EventRecord {
         p.u8(self.counter as u8);
         p.u8(self.target);
         p.u8(self.api);
-        p.zeros(5);
+        p.zeros(1);
+        p.u16(self.load);
+        p.zeros(2);
         p.u64(self.offset);
         p.u64(self.arg3);
         p.u64(self.arg4);
@@ -262,7 +336,9 @@ impl Record for EventRecord {
         let counter = counter_from_u8(g.u8())?;
         let target = g.u8();
         let api = g.u8();
-        g.reserved::<5>("event reserved")?;
+        g.reserved::<1>("event reserved")?;
+        let load = g.u16();
+        g.reserved::<2>("event reserved")?;
         Ok(EventRecord {
             seq,
             time,
@@ -272,6 +348,7 @@ impl Record for EventRecord {
             offset: g.u64(),
             arg3: g.u64(),
             arg4: g.u64(),
+            load,
         })
     }
 }
@@ -402,7 +479,15 @@ mod tests {
         }
         assert_eq!(b[136..140], 0xAABB_CCDDu32.to_le_bytes());
         assert_eq!(b[140..144], 5u32.to_le_bytes());
+        assert_eq!(b[144..148], 21u32.to_le_bytes(), "conflicts");
+        assert_eq!(b[148..150], 4u16.to_le_bytes(), "load");
+        assert_eq!(b[150..152], [3, 0], "signature level, reserved");
         assert_eq!(TargetRecord::decode(&b), Ok(t));
+        b[151] = 1;
+        assert_eq!(
+            TargetRecord::decode(&b),
+            Err(ProtoError::BadField("target reserved"))
+        );
 
         let s = site(12);
         let mut b = [0xEEu8; SiteRecord::SIZE];
@@ -410,7 +495,29 @@ mod tests {
         assert_eq!(b[..8], [5, 0, 12, 0, 0, 0, 0, 0]);
         assert_eq!(b[8..16], s.offset.to_le_bytes());
         assert_eq!(b[48..56], s.hits.to_le_bytes());
+        assert_eq!(s.stack().len(), 3);
+        for (f, &a) in s.stack().iter().enumerate() {
+            assert_eq!(b[56 + 8 * f..64 + 8 * f], a.to_le_bytes());
+        }
+        assert!(b[56 + 3 * 8..].iter().all(|&x| x == 0), "0-padded stack");
         assert_eq!(SiteRecord::decode(&b), Ok(s));
+        let mut loaded = site(13);
+        loaded.load = 0x0102;
+        loaded.encode(&mut b).unwrap();
+        assert_eq!(b[4..8], [2, 1, 0, 0]);
+        assert_eq!(SiteRecord::decode(&b), Ok(loaded));
+        // A frame after the padding is not canonical.
+        let at = 56 + 8 * loaded.stack().len() + 8;
+        b[at] = 1;
+        assert_eq!(
+            SiteRecord::decode(&b),
+            Err(ProtoError::BadField("site stack"))
+        );
+        // Garbage after a 0 frame put in by hand is dropped on encoding.
+        let mut odd = site(8);
+        odd.stack = [1, 0, 3, 0, 0, 0, 0, 0];
+        odd.encode(&mut b).unwrap();
+        assert_eq!(SiteRecord::decode(&b).unwrap().stack(), [1]);
 
         let e = event(9);
         let mut b = [0xEEu8; EventRecord::SIZE];
@@ -423,15 +530,18 @@ mod tests {
 
         // Records that do not fit the buffer.
         assert_eq!(
-            t.encode(&mut [0; 143]),
+            t.encode(&mut [0; 151]),
             Err(ProtoError::TooShort {
-                need: 144,
-                got: 143
+                need: 152,
+                got: 151
             })
         );
         assert_eq!(
-            SiteRecord::decode(&[0; 55]),
-            Err(ProtoError::TooShort { need: 56, got: 55 })
+            SiteRecord::decode(&[0; 119]),
+            Err(ProtoError::TooShort {
+                need: 120,
+                got: 119
+            })
         );
     }
 

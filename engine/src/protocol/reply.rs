@@ -78,6 +78,16 @@ pub struct StatusHead {
     pub action: Action,
     /// When civ started (100-ns units since 1601, as KeQuerySystemTime).
     pub started_time: u64,
+    /// [`StatusHead::PINNED`].
+    pub flags: u32,
+}
+
+impl StatusHead {
+    /// civ has put pointers to itself into targets: it cannot unload, and
+    /// stays in memory until reboot.
+    pub const PINNED: u32 = 1 << 0;
+    /// Every defined flag; others must be zero.
+    pub const ALL_FLAGS: u32 = Self::PINNED;
 }
 
 /// The reply to [`Kind::GetStatus`], decoded.
@@ -102,11 +112,17 @@ pub(super) fn status_body(body: &[u8]) -> Result<StatusReply<'_>, ProtoError> {
         1 => true,
         _ => return Err(ProtoError::BadField("truncated")),
     };
+    let flags = g.u32();
+    if flags & !StatusHead::ALL_FLAGS != 0 {
+        return Err(ProtoError::BadField("status flags"));
+    }
+    g.reserved::<4>("status reserved")?;
     Ok(StatusReply {
         head: StatusHead {
             verify_level,
             action,
             started_time,
+            flags,
         },
         truncated,
         targets: records(body, STATUS_REPLY_MIN - HEADER_SIZE, count)?,
@@ -440,10 +456,10 @@ mod tests {
         // Version: the protocol field and the reserved word.
         let n = Version::new(1, 0, 0, 0).encode(&mut buf).unwrap();
         let mut b = buf[..n].to_vec();
-        b[16] = 2;
+        b[16] = 3;
         assert_eq!(
             decode_reply_version(&b),
-            Err(ProtoError::VersionMismatch { got: 2 })
+            Err(ProtoError::VersionMismatch { got: 3 })
         );
         let mut b = buf[..n].to_vec();
         b[31] = 1;
@@ -492,14 +508,23 @@ mod tests {
             Err(ProtoError::BadField("target name"))
         );
         assert_eq!(
-            decode_reply_status(&edit(name_at + 140, &[8])),
+            decode_reply_status(&edit(name_at + 140, &[0x40])),
             Err(ProtoError::BadField("target flags"))
         );
         let full = edit(STATUS_REPLY_MIN, &[b'x'; 64]);
         let s = decode_reply_status(&full).unwrap();
         assert_eq!(s.targets.get(0).unwrap().name(), "x".repeat(64));
+        // Status flags: only PINNED is defined; the reserved word is zero.
+        assert_eq!(
+            decode_reply_status(&edit(HEADER_SIZE + 24, &[2])),
+            Err(ProtoError::BadField("status flags"))
+        );
+        assert_eq!(
+            decode_reply_status(&edit(HEADER_SIZE + 28, &[1])),
+            Err(ProtoError::BadField("status reserved"))
+        );
         // Status reply too short for its fixed part.
-        let short = message(0x901, 0, &[0; 23]);
+        let short = message(0x901, 0, &[0; STATUS_REPLY_MIN - HEADER_SIZE - 1]);
         assert_eq!(
             decode_reply_status(&short),
             Err(ProtoError::TooShort {
@@ -518,7 +543,8 @@ mod tests {
         let mut b = good.clone();
         b[SITES_REPLY_MIN] = 7;
         assert_eq!(decode_reply_sites(&b), Err(ProtoError::BadField("counter")));
-        for at in 3..8 {
+        // Bytes 4 and 5 are the load number; 3, 6 and 7 are reserved.
+        for at in [3, 6, 7] {
             let mut b = good.clone();
             b[SITES_REPLY_MIN + SiteRecord::SIZE + at] = 1;
             assert!(matches!(
@@ -540,7 +566,8 @@ mod tests {
             decode_reply_events(&b),
             Err(ProtoError::BadField("counter"))
         );
-        for at in (36..40).chain(EVENTS_REPLY_MIN + 19..EVENTS_REPLY_MIN + 24) {
+        // In the record, bytes 20 and 21 are the load number.
+        for at in (36..40).chain([19, 22, 23].map(|r| EVENTS_REPLY_MIN + r)) {
             let mut b = good.clone();
             b[at] = 1;
             assert!(matches!(

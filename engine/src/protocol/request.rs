@@ -356,7 +356,7 @@ mod tests {
         }));
         let expected: [u8; GET_SITES_SIZE] = [
             b'C', b'I', b'V', b'1', // magic
-            1, 0, // version
+            2, 0, // version
             0x02, 0x09, // kind 0x902
             24, 0, 0, 0, // size
             0, 0, 0, 0, // status

@@ -74,6 +74,13 @@ pub(crate) fn target(i: u64) -> TargetRecord {
     }
     t.hooked_slots = i as u32;
     t.flags = (i as u32) & TargetRecord::ALL_FLAGS;
+    t.conflicts = (i as u32) * 7;
+    t.load = (i as u16) + 1;
+    t.signature_level = if i.is_multiple_of(2) {
+        UNKNOWN_SIGNATURE_LEVEL
+    } else {
+        (i % 15) as u8
+    };
     t
 }
 
@@ -88,6 +95,15 @@ pub(crate) fn site(i: u64) -> SiteRecord {
         first_time: 100 + i,
         last_time: 200 + i,
         hits: i + 1,
+        load: (i % 4) as u16,
+        // 0 to STACK_FRAMES frames, none of them 0.
+        stack: core::array::from_fn(|f| {
+            if (f as u64) < i % (STACK_FRAMES as u64 + 1) {
+                0xFFFF_F801_0000_0000 + i * 0x100 + f as u64
+            } else {
+                0
+            }
+        }),
     }
 }
 
@@ -101,6 +117,7 @@ pub(crate) fn event(seq: u64) -> EventRecord {
         offset: seq.wrapping_add(0x2000),
         arg3: seq,
         arg4: !seq,
+        load: (seq % 3) as u16,
     }
 }
 
@@ -108,4 +125,5 @@ pub(crate) const HEAD: StatusHead = StatusHead {
     verify_level: VERIFY,
     action: Action::Log,
     started_time: 0x01DA_0000_0000_0000,
+    flags: StatusHead::PINNED,
 };
