@@ -1,20 +1,30 @@
 //! What civ.sys does, whatever the driver model: start, react to an image
 //! load, answer an IOCTL, stop. Each step hands the kernel's data to the
 //! engine and carries out what the engine decides.
+//!
+//! Lifetime: civ may unload only while nothing of it is in any target. The
+//! first IAT slot it rewrites (or the first routine lookup it answers with
+//! its own entry) pins it: a reference on its own driver object keeps the
+//! image mapped until reboot, and its unload routine is withdrawn, so `sc
+//! stop` is refused. Driver Verifier, too, needs a reboot to stop.
 
 use crate::log;
-use crate::nt::{self, modules, notify, patch::KernelSlots, registry, time};
-use civ_engine::attach::{self, InspectError};
+use crate::nt::{self, modules, notify, patch::KernelSlots, registry, stack, time};
+use alloc::vec::Vec;
+use civ_engine::attach::{self, InspectError, Origin};
 use civ_engine::catalog::CATALOG;
 use civ_engine::code::BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION;
+use civ_engine::iat::Plan;
 use civ_engine::log::Event;
-use civ_engine::protocol::{MAX_REQUEST_SIZE, STATUS_INVALID_PARAMETER};
-use civ_engine::runtime::{self, KernelOps, LOG};
+use civ_engine::protocol::{Kind, MAX_REQUEST_SIZE, STATUS_INVALID_PARAMETER};
+use civ_engine::runtime::{self, KernelOps, LOG, Stop};
+use civ_engine::scope::{self, Decision, Image, signing_level_name};
 use civ_engine::serve;
-use civ_engine::settings::Action;
+use civ_engine::settings::{Action, Match};
 use civ_engine::sync::SpinLock;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
+use windows_sys::Wdk::System::SystemServices::ObfReferenceObject;
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 
 static OPS: KernelOps = KernelOps {
@@ -22,6 +32,7 @@ static OPS: KernelOps = KernelOps {
     now: time::now,
     report,
     pin,
+    capture_stack: stack::capture,
 };
 
 /// The first hit of a violation site, printed as it happens (any IRQL up
@@ -31,9 +42,10 @@ unsafe extern "system" fn report(e: &Event) {
     let code = e.counter.tag();
     match LOG.targets().find(|t| t.index == e.target) {
         Some(t) => log!(
-            "violation {code} {api} from {}+{:#x}: arg3 {:#x}, arg4 {:#x}",
+            "violation {code} {api} from {}+{:#x} (load {}): arg3 {:#x}, arg4 {:#x}",
             core::str::from_utf8(t.name_bytes()).unwrap_or("?"),
             e.offset,
+            e.load,
             e.arg3,
             e.arg4
         ),
@@ -46,63 +58,102 @@ unsafe extern "system" fn report(e: &Event) {
     }
 }
 
-/// This driver's object, to withdraw its unload routine when civ is pinned.
+/// This driver's object, to pin civ and withdraw its unload routine.
 static DRIVER: AtomicPtr<DRIVER_OBJECT> = AtomicPtr::new(core::ptr::null_mut());
+/// civ's own image base (never a target).
+static CIV_BASE: AtomicU64 = AtomicU64::new(0);
 
-/// Remembers the driver object (DriverEntry, both shells).
-pub fn set_driver_object(driver: *mut DRIVER_OBJECT) {
+/// Remembers the driver object and where civ's image lies (DriverEntry,
+/// both shells, before [`start`]).
+///
+/// # Safety
+/// `driver` is null or this driver's object, which outlives civ's use.
+pub unsafe fn set_driver_object(driver: *mut DRIVER_OBJECT) {
     DRIVER.store(driver, Ordering::Release);
+    // SAFETY: the caller's contract.
+    if let Some(d) = unsafe { driver.as_ref() } {
+        let base = d.DriverStart as usize as u64;
+        CIV_BASE.store(base, Ordering::Relaxed);
+        stack::init(base, u64::from(d.DriverSize));
+    }
 }
 
-/// A target holds a pointer to one of civ's entries (from
-/// MmGetSystemRoutineAddress): civ must never unload now, so its unload
-/// routine is withdrawn and `sc stop` / `net stop` are refused.
+/// The engine's `pin`: a target now holds a pointer into civ. A reference
+/// on civ's driver object keeps the image mapped even if an unload already
+/// under way completes, and the unload routine is withdrawn so `sc stop` /
+/// `net stop` are refused from now on. Both last until reboot.
 unsafe extern "system" fn pin() {
     let driver = DRIVER.load(Ordering::Acquire);
-    // SAFETY: our own driver object, valid while the driver is loaded; the
+    // SAFETY: our own driver object, valid while the driver is loaded. The
+    // reference is never dropped: the image stays mapped until reboot. The
     // I/O manager reads DriverUnload only when asked to unload.
     if let Some(d) = unsafe { driver.as_mut() } {
+        unsafe { ObfReferenceObject(core::ptr::from_mut(d).cast()) };
         d.DriverUnload = None;
     }
     log!(
-        "a driver resolved a hooked API through MmGetSystemRoutineAddress and holds civ's entry: civ can no longer unload (reboot to remove it)"
+        "civ now sits in a driver's calls: it stays loaded until reboot (sc stop is refused; civctl disable and a reboot remove it)"
     );
 }
-
-/// Signature levels of Microsoft's own images (Microsoft, Windows,
-/// Windows TCB): never hooked, as DV leaves them out of `*` and
-/// PatchGuard watches some of them.
-const MICROSOFT_SIGNED: [u8; 3] = [8, 12, 14];
 
 /// The section name a 0x2003–0x2005 bug check points at: it must stay
 /// valid after the loader's view of the image is gone.
 static SECTION_NAME: SpinLock<[u8; 9]> = SpinLock::new([0; 9]);
 
-/// Looks up the kernel routines civ resolves by name and installs the
-/// engine's kernel interface. First thing in DriverEntry, before any log.
+/// Up to 64 characters of a catalog name, as UTF-16, for a routine lookup.
+fn lookup(name: &str) -> u64 {
+    let mut units = [0u16; 64];
+    let n = name.len().min(units.len());
+    for (u, b) in units.iter_mut().zip(name.bytes()) {
+        *u = u16::from(b);
+    }
+    let s = UNICODE_STRING {
+        Length: (n * 2) as u16,
+        MaximumLength: (n * 2) as u16,
+        Buffer: units.as_mut_ptr(),
+    };
+    // SAFETY: a valid UNICODE_STRING over `units`, at PASSIVE_LEVEL.
+    unsafe {
+        windows_sys::Wdk::System::SystemServices::MmGetSystemRoutineAddress(&s) as usize as u64
+    }
+}
+
+/// Looks up the kernel routines civ resolves by name, installs the
+/// engine's kernel interface and the kernel's spin lock, and records the
+/// kernel's own routine for every hooked API (a slot is hooked only where
+/// it holds that routine). First thing in DriverEntry, before any log.
 pub fn prepare() {
+    nt::lock::init();
     nt::ffi::resolve();
     time::init();
     nt::patch::init();
     runtime::set_kernel_ops(&OPS);
     // SAFETY: `now` is always safe to call.
     runtime::set_started(unsafe { time::now() });
+    let found = runtime::resolve_originals(lookup);
+    if found < CATALOG.len() {
+        log!(
+            "the kernel exports {found} of the {} routines civ hooks; the others are never hooked",
+            CATALOG.len()
+        );
+    }
 }
 
 /// Starts civ: settings, load notification, and the targets already
-/// loaded. Returns whether the notification is registered.
+/// loaded. Call after the unload routine is set (pinning withdraws it) and
+/// before the control device takes requests. Returns whether the
+/// notification is registered.
 pub fn start(registry_path: &UNICODE_STRING) -> bool {
-    let settings =
-        registry::read_settings(registry_path).unwrap_or(civ_engine::settings::Settings::EMPTY);
-    for note in settings.notes.messages() {
+    registry::load_settings(registry_path);
+    let (level, targets, action, notes) = runtime::with_settings(|s| {
+        (s.level, s.targets().count(), s.action, s.notes)
+    });
+    for note in notes.messages() {
         log!("settings: {note}");
     }
-    runtime::set_settings(&settings);
     log!(
-        "started: VerifyDriverLevel {:#x}, {} target name(s), action {}",
-        settings.level,
-        settings.targets().count(),
-        if settings.action == Action::Log {
+        "started: VerifyDriverLevel {level:#x}, {targets} target name(s), action {}",
+        if action == Action::Log {
             "log"
         } else {
             "bug check"
@@ -118,30 +169,57 @@ pub fn start(registry_path: &UNICODE_STRING) -> bool {
     status >= 0
 }
 
+/// Where an image stands with the settings and the scope rules.
+fn decide(path: &[u8], base: u64, signature_level: Option<u8>) -> Decision {
+    let image = Image {
+        path,
+        base,
+        signature_level,
+    };
+    runtime::with_settings(|s| scope::decide(s, &image, CIV_BASE.load(Ordering::Relaxed)))
+}
+
+/// The signature level as the debug output shows it.
+struct Level(Option<u8>);
+
+impl core::fmt::Display for Level {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(l) => write!(f, "signature level {l} ({})", signing_level_name(l)),
+            None => f.write_str("signature level unknown"),
+        }
+    }
+}
+
 /// Hooks the matching targets that loaded before civ.
 fn hook_loaded() {
-    let result = modules::for_each_loaded(|m| {
-        if !runtime::with_settings(|s| s.matches(m.path)) {
-            return;
-        }
+    let result = modules::for_each_loaded(CIV_BASE.load(Ordering::Relaxed), |m| {
+        let shown = core::str::from_utf8(m.file_name).unwrap_or("?");
+        let how = match decide(m.file_name, m.base, None) {
+            Decision::Verify(how) => how,
+            Decision::Skip(scope::Skip::NotTarget) => return,
+            Decision::Skip(why) => {
+                log!("{shown}: not verified: {}", why.reason());
+                return;
+            }
+        };
         if !modules::fully_mapped(m.base, m.size) {
             log!(
-                "{}: loaded before civ and not fully mapped (discarded INIT?): not hooked; start civ earlier (boot start)",
-                core::str::from_utf8(m.file_name).unwrap_or("?")
+                "{shown}: loaded before civ and not fully mapped (discarded INIT?): not hooked; start civ earlier (boot start)"
             );
             return;
         }
-        let mut name = [0u8; 256];
-        let n = m.path.len().min(name.len());
-        for (d, s) in name.iter_mut().zip(m.path) {
-            *d = *s;
-        }
+        let origin = Origin {
+            late: true,
+            named: how == Match::Named,
+        };
         attach_image(
-            name.get(..n).unwrap_or(&[]),
+            m.file_name,
             core::ptr::null(),
             m.base,
             u64::from(m.size),
-            true,
+            None,
+            origin,
         );
     });
     if let Err(e) = result {
@@ -149,47 +227,61 @@ fn hook_loaded() {
     }
 }
 
-/// A kernel image was mapped (load-image notification).
+/// Longest file name kept from a notification's path (UTF-8 bytes).
+const FILE_NAME: usize = 512;
+
+/// A kernel image was mapped (load-image notification, PASSIVE_LEVEL).
 ///
 /// # Safety
 /// `name` is null or the notification's valid FullImageName, and `size`
 /// bytes are mapped at `base`.
-pub unsafe fn image_loaded(
+pub unsafe fn image_loaded(name: *const UNICODE_STRING, base: u64, size: u64, signature_level: u8) {
+    // SAFETY: the kernel's FullImageName is valid during the notification.
+    let units = unsafe { nt::units(name) };
+    // Only the file name is matched and shown: take it from the end of the
+    // path, whatever the path's length.
+    let start = units
+        .iter()
+        .rposition(|&u| u == u16::from(b'\\') || u == u16::from(b'/'))
+        .map_or(0, |i| i + 1);
+    let mut file = [0u8; FILE_NAME];
+    let n = nt::utf16_to_utf8(units.get(start..).unwrap_or(&[]), &mut file);
+    let file = file.get(..n).unwrap_or(&[]);
+    let how = match decide(file, base, Some(signature_level)) {
+        Decision::Verify(how) => how,
+        Decision::Skip(scope::Skip::NotTarget) => return,
+        Decision::Skip(why) => {
+            log!(
+                "{}: not verified ({}): {}",
+                core::str::from_utf8(file).unwrap_or("?"),
+                Level(Some(signature_level)),
+                why.reason()
+            );
+            return;
+        }
+    };
+    let origin = Origin {
+        late: false,
+        named: how == Match::Named,
+    };
+    attach_image(file, name, base, size, Some(signature_level), origin);
+}
+
+fn attach_image(
+    file_name: &[u8],
     name: *const UNICODE_STRING,
     base: u64,
     size: u64,
-    signature_level: u8,
-    late: bool,
+    signature_level: Option<u8>,
+    origin: Origin,
 ) {
-    // SAFETY: the kernel's FullImageName is valid during the notification.
-    let units = unsafe { nt::units(name) };
-    let mut path = [0u8; 512];
-    let n = nt::utf16_to_utf8(units, &mut path);
-    let path = path.get(..n).unwrap_or(&[]);
-    if !runtime::with_settings(|s| s.matches(path)) {
-        return;
-    }
-    if MICROSOFT_SIGNED.contains(&signature_level) {
-        log!(
-            "{}: signed by Microsoft, not hooked",
-            core::str::from_utf8(path).unwrap_or("?")
-        );
-        return;
-    }
-    attach_image(path, name, base, size, late);
-}
-
-fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, late: bool) {
-    let file_name = path
-        .rsplit(|&b| b == b'\\' || b == b'/')
-        .next()
-        .unwrap_or(path);
     let shown = core::str::from_utf8(file_name).unwrap_or("?");
     if base == 0 || size == 0 || size > u64::from(u32::MAX) {
         log!("{shown}: no image to check (base {base:#x}, size {size:#x})");
         return;
     }
     let action = runtime::action();
+    let mut plan = Plan::EMPTY;
     let inspection = {
         // SAFETY: the loader mapped `size` bytes at `base` (or every page was
         // found mapped, for a late image), and nobody writes the image
@@ -197,7 +289,8 @@ fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, 
         let image =
             unsafe { core::slice::from_raw_parts(base as usize as *const u8, size as usize) };
         // SAFETY: `now` is always safe to call.
-        attach::inspect(image, base, file_name, late, action, unsafe { time::now() })
+        let now = unsafe { time::now() };
+        attach::inspect(image, base, file_name, origin, action, now, &mut plan)
     };
     let inspection = match inspection {
         Ok(i) => i,
@@ -209,7 +302,12 @@ fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, 
             log!("{shown}: civ already watches as many drivers as it can: not hooked");
             return;
         }
+        // The load notification and the module list both saw it.
+        Err(InspectError::AlreadyAttached(_)) => return,
     };
+    if let Some(level) = signature_level {
+        LOG.set_signature_level(inspection.target, level);
+    }
     if let Some(bc) = inspection.bug_check {
         let name_ptr = SECTION_NAME.with(|n| {
             *n = bc.section_name;
@@ -233,31 +331,37 @@ fn attach_image(path: &[u8], name: *const UNICODE_STRING, base: u64, size: u64, 
             )
         };
     }
+    if inspection.import_optimized {
+        log!(
+            "{shown}: import call optimization (import-control-transfer dynamic relocations): the kernel may bind its calls of hooked APIs directly, and civ does not see those; verify a build without /guard:retpoline or import call optimization"
+        );
+    }
     if let Some(e) = inspection.plan_error {
         log!("{shown}: IAT not hooked: {e}");
     }
-    let report = attach::hook(
-        inspection.target,
-        inspection.plan,
-        &mut KernelSlots { base },
-    );
+    let report = attach::hook(inspection.target, &plan, &mut KernelSlots { base });
     log!(
-        "{shown}: target {} at {base:#x} size {size:#x}{}: {} image finding(s), {} slot(s) hooked, {} conflict(s), {} failed",
+        "{shown}: target {} load {} at {base:#x} size {size:#x}{}{}, {}: {} image finding(s), {} slot(s) hooked, {} held another routine, {} failed{}",
         inspection.target,
-        if late { " (late)" } else { "" },
+        inspection.load,
+        if origin.late { " (late)" } else { "" },
+        if origin.named { "" } else { " (by pattern)" },
+        Level(signature_level),
         inspection.findings,
         report.hooked,
         report.conflicts,
-        report.failed
+        report.failed,
+        if report.refused > 0 {
+            ", not hooked: civ is stopping"
+        } else {
+            ""
+        }
     );
 }
 
-/// IOCTL input is copied out of the shared system buffer first, because
-/// the reply is written into that same buffer.
-static REQUEST: SpinLock<[u8; MAX_REQUEST_SIZE]> = SpinLock::new([0; MAX_REQUEST_SIZE]);
-
 /// Serves one METHOD_BUFFERED IOCTL, whose input and output share one
-/// system buffer (both driver models hand civ that buffer).
+/// system buffer (both driver models hand civ that buffer). PASSIVE_LEVEL
+/// (the WDM dispatch routine; the KMDF queue asks for it).
 ///
 /// # Safety
 /// `buffer` is null only if both lengths are 0; otherwise it is valid for
@@ -274,51 +378,57 @@ pub unsafe fn buffered_ioctl(
             bytes: 0,
         };
     }
-    REQUEST.with(|request| {
-        let take = input_length.min(MAX_REQUEST_SIZE);
-        if take > 0
-            && let Some(dst) = request.get_mut(..take)
-        {
-            // SAFETY: the caller's contract: `take` readable bytes.
-            dst.copy_from_slice(unsafe { core::slice::from_raw_parts(buffer, take) });
-        }
-        let output: &mut [u8] = if output_length == 0 {
-            &mut []
-        } else {
-            // SAFETY: the caller's contract: `output_length` writable bytes,
-            // no longer read as input (it was copied above).
-            unsafe { core::slice::from_raw_parts_mut(buffer, output_length) }
+    // The input is copied out first, because the reply is written into the
+    // same buffer. Input longer than any request cannot be one: the engine
+    // answers "invalid parameter" to the empty request it then sees.
+    let take = if input_length > MAX_REQUEST_SIZE {
+        0
+    } else {
+        input_length
+    };
+    let mut request = Vec::new();
+    if request.try_reserve_exact(take).is_err() {
+        return serve::Answer {
+            status: nt::ffi::STATUS_INSUFFICIENT_RESOURCES as u32,
+            bytes: 0,
         };
-        // Input longer than any request cannot be one: the engine answers
-        // "invalid parameter" to the empty request it then sees.
-        let input = if input_length > MAX_REQUEST_SIZE {
-            &[]
-        } else {
-            request.get(..take).unwrap_or(&[])
-        };
-        serve::handle(code, input, output)
-    })
+    }
+    if take > 0 {
+        // SAFETY: the caller's contract: `take` readable bytes.
+        request.extend_from_slice(unsafe { core::slice::from_raw_parts(buffer, take) });
+    }
+    let output: &mut [u8] = if output_length == 0 {
+        &mut []
+    } else {
+        // SAFETY: the caller's contract: `output_length` writable bytes,
+        // no longer read as input (it was copied above).
+        unsafe { core::slice::from_raw_parts_mut(buffer, output_length) }
+    };
+    if Kind::from_ioctl(code) == Some(Kind::GetStatus) {
+        // The kernel never says when an image unloads: ask now.
+        modules::mark_unloaded(CIV_BASE.load(Ordering::Relaxed), |gone| {
+            LOG.mark_unloaded(gone)
+        });
+    }
+    serve::handle(code, &request, output)
 }
 
-/// Stops civ: no more notifications, every slot put back. Returns how many
-/// slots could not be restored (their targets keep calling into civ, so
-/// the caller must not let civ unload if any).
-pub fn stop() -> u32 {
+/// Stops civ, first thing in the unload routine. Returns whether civ may
+/// really go (nothing of it is in any target); if not, every hook stays,
+/// and the reference taken when civ was pinned keeps the image mapped.
+pub fn stop() -> bool {
+    let stop = runtime::begin_stop();
     notify::unregister();
-    let (restored, failed) = attach::unhook_all(|target| {
-        LOG.targets()
-            .find(|t| t.index == target)
-            .map(|t| KernelSlots { base: t.base })
-    });
-    // No new call enters civ now; let the ones inside finish: those in the
-    // slow path are counted, and a grace period covers the few instructions
-    // between a stub's entry and its jump.
-    let mut waits = 0;
-    while runtime::in_flight() > 0 && waits < 500 {
-        nt::sleep_ms(10);
-        waits += 1;
+    match stop {
+        Stop::Unloadable => {
+            log!("stopping: nothing was hooked");
+            true
+        }
+        Stop::Pinned => {
+            log!(
+                "stopping, but drivers call into civ: every hook stays, and civ stays in memory until reboot"
+            );
+            false
+        }
     }
-    nt::sleep_ms(100);
-    log!("stopping: {restored} slot(s) restored, {failed} not");
-    failed
 }

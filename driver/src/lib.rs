@@ -16,8 +16,14 @@
 //! workspace builds everywhere.
 #![cfg_attr(windows, no_std)]
 
+// Pool for the few allocations off the hook path (registry values, the
+// module list, an IOCTL's request): the WDM build's allocator is `pool`,
+// the KMDF build's wdk-alloc's.
+#[cfg(windows)]
+extern crate alloc;
+
 #[cfg(all(windows, not(feature = "kmdf")))]
-mod alloc;
+mod pool;
 #[cfg(windows)]
 pub mod civ;
 #[cfg(all(windows, feature = "kmdf"))]

@@ -22,7 +22,13 @@ const STATUS_SUCCESS: NTSTATUS = 0;
 static DEVICE: &[u16] = crate::utf16!(DEVICE_NAME);
 static LINK: &[u16] = crate::utf16!(DOS_NAME);
 
-/// The driver's entry point.
+/// The driver's entry point. Order matters: the dispatch and unload
+/// routines first (pinning civ withdraws the unload routine, so it must be
+/// set before anything is hooked), then civ starts (settings, notification,
+/// targets already loaded), and only then does the control device appear,
+/// so that no civctl request races the settings civ reads at start. Once
+/// civ has started, DriverEntry never fails: the loader would unmap an
+/// image that targets may already call into.
 ///
 /// # Safety
 /// Called by the I/O manager with a valid driver object and registry path.
@@ -32,7 +38,37 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
     civ::prepare();
-    civ::set_driver_object(driver);
+    // SAFETY: the I/O manager's object for this driver.
+    unsafe { civ::set_driver_object(driver) };
+    // SAFETY: the driver object is ours to fill during DriverEntry.
+    unsafe {
+        (*driver).MajorFunction[IRP_MJ_CREATE] = Some(create_close);
+        (*driver).MajorFunction[IRP_MJ_CLOSE] = Some(create_close);
+        (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] = Some(device_control);
+        (*driver).DriverUnload = Some(unload);
+    }
+    // SAFETY: the registry path is valid during DriverEntry.
+    match unsafe { registry_path.as_ref() } {
+        Some(path) => {
+            civ::start(path);
+        }
+        None => log!("no registry path: civ checks nothing"),
+    }
+    // SAFETY: DriverEntry, PASSIVE_LEVEL, our driver object.
+    if let Err(why) = unsafe { create_control_device(driver) } {
+        // civ still checks its targets; only civctl cannot reach it.
+        log!("{why}: civctl cannot reach this civ");
+    }
+    STATUS_SUCCESS
+}
+
+/// Creates `\Device\CodeIntegrityVerifier`, open to SYSTEM and
+/// Administrators only, and its DOS link. A device whose DACL cannot be
+/// applied is deleted rather than left open to everyone.
+///
+/// # Safety
+/// `driver` is this driver's object, in DriverEntry.
+unsafe fn create_control_device(driver: *mut DRIVER_OBJECT) -> Result<(), &'static str> {
     let device_name = nt::unicode(DEVICE);
     let link_name = nt::unicode(LINK);
     let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
@@ -50,35 +86,22 @@ pub unsafe extern "system" fn driver_entry(
         )
     };
     if status < 0 {
-        // civ still checks its targets; only civctl cannot reach it.
-        log!("cannot create the control device ({status:#x}): civctl cannot reach this civ");
-    } else {
-        if let Err(s) = security::restrict_to_admins(device) {
-            log!(
-                "cannot restrict the control device to administrators ({s:#x}); it keeps the default descriptor"
-            );
-        }
-        // SAFETY: valid names; the link is deleted at unload.
-        let status = unsafe { IoCreateSymbolicLink(&link_name, &device_name) };
-        if status < 0 {
-            log!("cannot create the DOS link for civctl ({status:#x})");
-        }
+        log!("IoCreateDevice failed ({status:#x})");
+        return Err("cannot create the control device");
     }
-    // SAFETY: the driver object is ours to fill during DriverEntry.
-    unsafe {
-        (*driver).MajorFunction[IRP_MJ_CREATE] = Some(create_close);
-        (*driver).MajorFunction[IRP_MJ_CLOSE] = Some(create_close);
-        (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] = Some(device_control);
-        (*driver).DriverUnload = Some(unload);
+    if let Err(s) = security::restrict_to_admins(device) {
+        log!("cannot apply the admin-only DACL ({s:#x}); the device is deleted");
+        // SAFETY: the device just created, not yet visible by a link.
+        unsafe { IoDeleteDevice(device) };
+        return Err("cannot restrict the control device to administrators");
     }
-    // SAFETY: the registry path is valid during DriverEntry.
-    match unsafe { registry_path.as_ref() } {
-        Some(path) => {
-            civ::start(path);
-        }
-        None => log!("no registry path: civ checks nothing"),
+    // SAFETY: valid names; the link is deleted at unload.
+    let status = unsafe { IoCreateSymbolicLink(&link_name, &device_name) };
+    if status < 0 {
+        log!("IoCreateSymbolicLink failed ({status:#x})");
+        return Err("cannot create the DOS link");
     }
-    STATUS_SUCCESS
+    Ok(())
 }
 
 /// Completes an IRP with a status and a byte count.
@@ -157,12 +180,9 @@ unsafe extern "system" fn device_control(_device: *const DEVICE_OBJECT, irp: *mu
 }
 
 unsafe extern "system" fn unload(driver: *const DRIVER_OBJECT) {
-    let failed = civ::stop();
-    if failed > 0 {
-        log!(
-            "{failed} slot(s) still point into civ: their drivers may crash when they call those APIs"
-        );
-    }
+    // Whether civ really goes or stays pinned in memory, the device goes:
+    // the I/O manager refuses new opens of an unloading driver's devices.
+    civ::stop();
     let link_name = nt::unicode(LINK);
     // SAFETY: the link and device created in DriverEntry.
     unsafe {

@@ -22,6 +22,12 @@ pub const OBJ_KERNEL_CASE_INSENSITIVE: u32 = 0x40 | 0x200;
 pub const STATUS_BUFFER_OVERFLOW: NTSTATUS = 0x8000_0005_u32 as NTSTATUS;
 /// STATUS_INFO_LENGTH_MISMATCH.
 pub const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xC000_0004_u32 as NTSTATUS;
+/// STATUS_BUFFER_TOO_SMALL.
+pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xC000_0023_u32 as NTSTATUS;
+/// STATUS_OBJECT_NAME_NOT_FOUND: no such registry value.
+pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xC000_0034_u32 as NTSTATUS;
+/// STATUS_INSUFFICIENT_RESOURCES.
+pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = 0xC000_009A_u32 as NTSTATUS;
 
 // windows-sys declares these against ntdll.dll. Declaring them again
 // against ntoskrnl.exe does not help: the linker takes the first import
@@ -50,6 +56,8 @@ type RtlAddAccessAllowedAceFn =
 type RtlSetDaclSecurityDescriptorFn =
     unsafe extern "system" fn(*mut c_void, u8, *const c_void, u8) -> NTSTATUS;
 type ZwSetSecurityObjectFn = unsafe extern "system" fn(HANDLE, u32, *const c_void) -> NTSTATUS;
+type RtlCaptureStackBackTraceFn =
+    unsafe extern "system" fn(u32, u32, *mut *mut c_void, *mut u32) -> u16;
 
 /// STATUS_PROCEDURE_NOT_FOUND: what a wrapper returns for a routine the
 /// kernel does not export.
@@ -76,6 +84,28 @@ resolved! {
     RTL_ADD_ACCESS_ALLOWED_ACE: "RtlAddAccessAllowedAce",
     RTL_SET_DACL_SECURITY_DESCRIPTOR: "RtlSetDaclSecurityDescriptor",
     ZW_SET_SECURITY_OBJECT: "ZwSetSecurityObject",
+    RTL_CAPTURE_STACK_BACK_TRACE: "RtlCaptureStackBackTrace",
+}
+
+/// RtlCaptureStackBackTrace into `frames` (return addresses, the caller's
+/// first); how many it wrote, 0 if the kernel lacks it. Any IRQL up to
+/// DISPATCH_LEVEL.
+pub fn rtl_capture_stack_back_trace(frames: &mut [usize]) -> usize {
+    let capacity = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+    // SAFETY: the slot holds RtlCaptureStackBackTrace, of this type.
+    match unsafe { get::<RtlCaptureStackBackTraceFn>(&RTL_CAPTURE_STACK_BACK_TRACE) } {
+        // SAFETY: `frames` is writable for `capacity` pointers; no hash.
+        Some(f) => usize::from(unsafe {
+            f(
+                0,
+                capacity,
+                frames.as_mut_ptr().cast(),
+                core::ptr::null_mut(),
+            )
+        })
+        .min(frames.len()),
+        None => 0,
+    }
 }
 
 /// The resolved routine in `slot` as a `F`, if the kernel has it.

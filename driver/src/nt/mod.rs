@@ -9,11 +9,14 @@
 
 pub mod debug;
 pub mod ffi;
+pub mod guard;
+pub mod lock;
 pub mod modules;
 pub mod notify;
 pub mod patch;
 pub mod registry;
 pub mod security;
+pub mod stack;
 pub mod time;
 
 use windows_sys::Wdk::System::SystemServices::{KeBugCheckEx, MmGetSystemRoutineAddress};

@@ -33,7 +33,6 @@ unsafe extern "system" fn on_image_load(
             info.ImageBase as usize as u64,
             info.ImageSize as u64,
             signature_level(properties),
-            false,
         )
     };
 }

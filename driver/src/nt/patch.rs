@@ -4,8 +4,18 @@
 //! (Wine returns NULL from MmMapLockedPagesSpecifyCache, and runs drivers in
 //! a user process), the page's protection is lifted for the write with
 //! ZwProtectVirtualMemory instead, if the host exports it.
+//!
+//! MmProbeAndLockPages reports failure by raising, so it runs inside an
+//! exception guard ([`super::guard`]): a page gone between the validity
+//! check and the probe, or a shortage, comes back as a status and the slot
+//! is left alone. The planner refuses IATs in pageable sections, so the
+//! pages written are never trimmed and re-read without the write (only a
+//! target that makes its whole image pageable, which civ cannot see, could
+//! lose a hook that way: its calls then reach the kernel unchecked, nothing
+//! worse).
 
 use super::ffi::ZwProtectVirtualMemory;
+use super::guard;
 use civ_engine::check::mdl::{MDL_MAPPING_NO_EXECUTE, NORMAL_PAGE_PRIORITY};
 use civ_engine::iat::SlotWriter;
 use core::ffi::c_void;
@@ -44,6 +54,8 @@ pub enum WriteError {
     NotMapped,
     /// No MDL could be allocated.
     NoMdl,
+    /// MmProbeAndLockPages raised this exception.
+    Raised(i32),
     /// Neither an alias nor a protection change was possible.
     NoWay,
 }
@@ -71,11 +83,22 @@ unsafe fn write_through_alias(address: u64, value: u64) -> Result<bool, WriteErr
     if mdl.is_null() {
         return Err(WriteError::NoMdl);
     }
-    // SAFETY: `mdl` describes resident image memory (checked valid by the
-    // caller); Rust has no SEH, so an invalid page here would bug-check,
-    // which the validity check exists to prevent, and a read probe cannot
-    // fail on a read-only page.
-    unsafe { MmProbeAndLockPages(mdl, KERNEL_MODE, IO_READ_ACCESS) };
+    // SAFETY: MmProbeAndLockPages takes (MDL, KPROCESSOR_MODE,
+    // LOCK_OPERATION), here a fresh MDL, KernelMode and IoReadAccess; the
+    // guard turns the exception it raises on failure into a status.
+    let locked = unsafe {
+        guard::call3(
+            MmProbeAndLockPages as *const c_void,
+            mdl as usize,
+            KERNEL_MODE as usize,
+            IO_READ_ACCESS as usize,
+        )
+    };
+    if let Err(code) = locked {
+        // SAFETY: the MDL allocated above, never locked.
+        unsafe { IoFreeMdl(mdl) };
+        return Err(WriteError::Raised(code));
+    }
     // SAFETY: the MDL's pages are locked; the alias is NX, as HVCI wants.
     let alias = unsafe {
         MmMapLockedPagesSpecifyCache(
