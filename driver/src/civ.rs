@@ -145,9 +145,8 @@ pub fn prepare() {
 /// notification is registered.
 pub fn start(registry_path: &UNICODE_STRING) -> bool {
     registry::load_settings(registry_path);
-    let (level, targets, action, notes) = runtime::with_settings(|s| {
-        (s.level, s.targets().count(), s.action, s.notes)
-    });
+    let (level, targets, action, notes) =
+        runtime::with_settings(|s| (s.level, s.targets().count(), s.action, s.notes));
     for note in notes.messages() {
         log!("settings: {note}");
     }

@@ -22,14 +22,14 @@
 #[cfg(windows)]
 extern crate alloc;
 
-#[cfg(all(windows, not(feature = "kmdf")))]
-mod pool;
 #[cfg(windows)]
 pub mod civ;
 #[cfg(all(windows, feature = "kmdf"))]
 pub mod kmdf;
 #[cfg(windows)]
 pub mod nt;
+#[cfg(all(windows, not(feature = "kmdf")))]
+mod pool;
 #[cfg(all(windows, not(feature = "kmdf")))]
 pub mod wdm;
 

@@ -346,6 +346,14 @@ pub fn call_fixture(api: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot build fixture {name}: {e}"))
 }
 
+/// A driver that runs civ.sys's exception guard on a raised exception
+/// (tests/fixtures/rust/seh_guard.rs): it starts only if the guard hands
+/// the exception back as a status.
+pub fn guard_fixture() -> PathBuf {
+    build_rust("seh_guard.sys", "seh_guard.rs", &[], &[], |_| Ok(()))
+        .unwrap_or_else(|e| panic!("cannot build fixture seh_guard.sys: {e}"))
+}
+
 /// The C target driver (tests/fixtures/c/pool_c.c), built with mingw-w64:
 /// NX pool, then executable pool, through ExAllocatePoolWithTag.
 pub fn c_fixture() -> PathBuf {

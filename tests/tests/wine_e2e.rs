@@ -1,9 +1,10 @@
 //! civ.sys end to end under Wine: the portable WDM build, linked here with
 //! rust-lld, loaded as a kernel service with fixture target drivers built
 //! from source (Rust and C). It hooks them as they load, catches their
-//! executable requests with DV's code and arguments, leaves their NX
-//! requests alone, answers civctl's IOCTLs (well-formed or not), and puts
-//! every slot back at unload.
+//! executable requests with DV's code and arguments and the call stack of
+//! each site's first hit, leaves their NX requests alone, answers civctl's
+//! IOCTLs (well-formed or not), notices targets that unload, and, once it
+//! has hooked anything, refuses to unload until reboot.
 
 use civ_engine::catalog::CATALOG;
 use civ_engine::code::Counter;
@@ -13,7 +14,7 @@ use civ_engine::protocol::{
 };
 use civ_engine::settings::Action;
 use civ_fixtures::wine::{self, Prefix};
-use civ_fixtures::{Fixture, WINE_APIS, c_fixture, call_fixture, ioctl_probe};
+use civ_fixtures::{Fixture, WINE_APIS, c_fixture, call_fixture, guard_fixture, ioctl_probe};
 use std::path::PathBuf;
 
 /// What a fixture's executable call must leave: the API civ sees (a lookup
@@ -176,6 +177,9 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
     }));
     lines.push(probe(&prefix, "set", set_code, &set_in, 64));
     lines.push(probe(&prefix, "status2", status_code, &status_in, 16384));
+    // A target unloads: the next status says so.
+    lines.push("net stop fx0".into());
+    lines.push(probe(&prefix, "status3", status_code, &status_in, 16384));
     lines.push("net stop civlog".into());
     let out = prefix.run("log", &lines);
 
@@ -183,7 +187,7 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
     let results = wine::probe_results(&out);
     assert_eq!(
         results.len(),
-        requests.len() + bad.len() + 2,
+        requests.len() + bad.len() + 3,
         "every IOCTL answered:\n{out}"
     );
     for (i, (name, ..)) in requests.iter().enumerate() {
@@ -210,11 +214,17 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
             .find(|(_, t)| t.name() == file)
             .unwrap_or_else(|| panic!("{file} not a target:\n{out}"));
         let (seen_api, counter, arg3, arg4) = expected(api);
-        assert_eq!(t.hooked_slots, 1, "{file}");
+        assert_eq!((t.hooked_slots, t.conflicts, t.load), (1, 0, 1), "{file}");
         assert_eq!(
             t.flags & TargetRecord::LATE,
             0,
             "{file} was loaded after civ"
+        );
+        // `call_*.sys` matched a pattern; pool_c.sys was named.
+        assert_eq!(
+            t.flags & TargetRecord::NAMED != 0,
+            file == "pool_c.sys",
+            "{file}: named or by pattern"
         );
         assert_ne!(t.flags & TargetRecord::IMAGE_CHECKED, 0, "{file}");
         for c in Counter::ALL {
@@ -244,6 +254,26 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
         );
         assert!(site.offset < t.size, "{file}");
         assert_is_call_site(path, site.offset, file);
+        // The call stack of the first hit: the call site, then (for the
+        // Rust fixtures, whose call sits one function below DriverEntry)
+        // the call of that function, inside the fixture too.
+        let stack = site.stack();
+        assert_eq!(
+            stack.first().copied(),
+            Some(t.base + site.offset),
+            "{file}: the stack starts at the call site: {stack:x?}"
+        );
+        if file != "pool_c.sys" {
+            let caller = *stack
+                .get(1)
+                .unwrap_or_else(|| panic!("{file}: no caller frame: {stack:x?}"));
+            assert!(
+                (t.base..t.base + t.size).contains(&caller),
+                "{file}: caller {caller:#x} outside the fixture"
+            );
+            assert_is_call_site(path, caller - t.base, &format!("{file}'s caller"));
+            assert_ne!(caller, t.base + site.offset);
+        }
         let h = hooked.iter().find(|h| &h.name == file).unwrap();
         assert_eq!(
             (h.base, h.size),
@@ -252,7 +282,7 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
         );
         // The debugger saw it too, once, as it happened.
         let line = format!(
-            "violation {} {seen_api} from {file}+{:#x}: arg3 {arg3:#x}",
+            "violation {} {seen_api} from {file}+{:#x} (load 1): arg3 {arg3:#x}",
             counter.tag(),
             site.offset
         );
@@ -279,6 +309,20 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
         wx.counter(Counter::ExecuteWriteSection),
         1,
         "log mode records the image finding"
+    );
+    let wx_index = targets
+        .iter()
+        .position(|t| t.name() == "wx_data.sys")
+        .unwrap();
+    let finding = sites
+        .sites
+        .iter()
+        .find(|s| usize::from(s.target) == wx_index)
+        .expect("the image finding is a site");
+    assert_eq!(
+        finding.arg4.to_le_bytes(),
+        *b".data\0\0\0",
+        "the log keeps the section's name"
     );
 
     // Events: one per violation, none lost.
@@ -309,50 +353,91 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
     let status2_bytes = prefix.read("status2.out");
     let status2 = protocol::decode_reply_status(&status2_bytes).unwrap();
     assert_eq!(status2.head.action, Action::Log);
+    assert_eq!(status2.head.flags, protocol::StatusHead::PINNED);
 
-    // call_MmGetSystemRoutineAddress.sys holds civ's entry (it asked for
-    // its allocator by name): civ is pinned and refuses to unload.
-    assert!(
-        out.contains("civ can no longer unload"),
-        "civ did not pin itself:\n{out}"
+    // fx0 stopped: marked unloaded; the others still loaded.
+    let status3_bytes = prefix.read("status3.out");
+    let status3 = protocol::decode_reply_status(&status3_bytes).unwrap();
+    for (i, (_, file, _)) in fixtures.iter().enumerate() {
+        let t = status3.targets.iter().find(|t| t.name() == file).unwrap();
+        assert_eq!(
+            t.flags & TargetRecord::UNLOADED != 0,
+            i == 0,
+            "{file}: unloaded only if stopped:\n{out}"
+        );
+    }
+
+    // civ hooked its targets: it pinned itself, once, and refuses to unload.
+    assert_eq!(
+        out.matches("civ now sits in a driver's calls").count(),
+        1,
+        "civ did not pin itself once:\n{out}"
     );
-    assert!(!out.contains("stopping:"), "a pinned civ unloaded:\n{out}");
+    assert!(
+        !out.contains("civ: stopping"),
+        "a pinned civ unloaded:\n{out}"
+    );
 }
 
 #[test]
-fn unload_restores_every_slot_and_later_loads_are_not_hooked() {
+fn civ_unloads_only_while_nothing_is_hooked() {
     let prefix = Prefix::new("unload");
     prefix.put(&wine::civ_sys(), "civ.sys");
     prefix.put(&call_fixture("ExAllocatePoolWithTag"), "a.sys");
-    prefix.put(&c_fixture(), "b.sys");
-    prefix.put(&Fixture::Clean.path(), "c.sys");
-    prefix.put(&call_fixture("ExAllocatePool"), "after.sys");
-    let mut lines = wine::install_civ("civu", "gu", "0x02000000", "a.sys b.sys c.sys after.sys", 1);
-    lines.push("net start civu".into());
-    for (service, file) in [("ua", "a.sys"), ("ub", "b.sys"), ("uc", "c.sys")] {
-        lines.extend(wine::install_and_start(service, "gu", file));
-    }
-    lines.push("net stop civu".into());
-    // civ is gone: a target loading now runs untouched (and the host lives).
-    lines.extend(wine::install_and_start("uafter", "gu", "after.sys"));
+    prefix.put(&call_fixture("ExAllocatePool"), "b.sys");
+    prefix.put(&c_fixture(), "c.sys");
+    // civa's target never loads: nothing hooked, so it may stop, and a
+    // driver loading afterwards in its group runs untouched.
+    let mut lines = wine::install_civ("civa", "ga", "0x02000000", "never.sys a.sys", 1);
+    lines.push("net start civa".into());
+    lines.push("net stop civa".into());
+    lines.extend(wine::install_and_start("ua", "ga", "a.sys"));
+    // civb hooks b.sys: from then on it refuses to stop, and goes on
+    // checking what loads later (c.sys).
+    lines.extend(wine::install_civ(
+        "civb",
+        "gb",
+        "0x02000000",
+        "b.sys c.sys",
+        1,
+    ));
+    lines.push("net start civb".into());
+    lines.extend(wine::install_and_start("ub", "gb", "b.sys"));
+    lines.push("net stop civb".into());
+    lines.extend(wine::install_and_start("uc", "gb", "c.sys"));
     let out = prefix.run("unload", &lines);
-    let hooked = wine::hooked(&out);
-    let total: u32 = hooked.iter().map(|h| h.slots).sum();
-    assert_eq!(total, 1 + 1 + 3, "a.sys, b.sys and c.sys hooked:\n{out}");
-    assert!(
-        out.contains(&format!("stopping: {total} slot(s) restored, 0 not")),
-        "unload did not restore all {total} slots:\n{out}"
+    assert_eq!(
+        out.matches("stopping: nothing was hooked").count(),
+        1,
+        "civa stops, civb never does:\n{out}"
     );
     assert!(
-        out.contains("The civu service was stopped successfully"),
+        out.contains("The civa service was stopped successfully"),
+        "{out}"
+    );
+    // civb's unload routine never ran (Windows refuses `sc stop` for a
+    // driver without one; Wine reports the stop as done and leaves the
+    // driver loaded), and it went on checking: c.sys, loading after the
+    // stop, is hooked by it.
+    assert_eq!(
+        out.matches("civ: stopping").count(),
+        1,
+        "a civ with hooks in place ran its unload routine:\n{out}"
+    );
+    assert_eq!(
+        out.matches("civ now sits in a driver's calls").count(),
+        1,
+        "{out}"
+    );
+    let hooked = wine::hooked(&out);
+    let names: Vec<&str> = hooked.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["b.sys", "c.sys"], "{out}");
+    assert!(
+        out.contains("The ua service was started successfully"),
         "{out}"
     );
     assert!(
-        !hooked.iter().any(|h| h.name == "after.sys"),
-        "a driver loading after unload was hooked:\n{out}"
-    );
-    assert!(
-        out.contains("The uafter service was started successfully"),
+        out.contains("The uc service was started successfully"),
         "{out}"
     );
 }
@@ -513,33 +598,69 @@ fn bad_registry_values_leave_civ_running_and_checking_nothing() {
 #[test]
 fn drivers_loaded_before_civ_are_looked_for_and_wines_made_up_list_is_not_trusted() {
     // Wine answers SystemModuleInformation with a made-up list (ntoskrnl.exe,
-    // hal.dll, mountmgr.sys at bases where nothing is mapped). With `*`
-    // every entry matches; civ must check the pages before reading, say
-    // why it does not hook them, and go on to hook what loads later.
+    // hal.dll, mountmgr.sys at bases where nothing is mapped). Under `*`
+    // civ leaves the kernel and the HAL alone whatever, and every image
+    // whose signer it cannot know; a civ that names mountmgr.sys looks at
+    // it, finds its pages unmapped, and says why it does not hook it. Both
+    // go on to hook what loads later.
     let prefix = Prefix::new("late");
     prefix.put(&wine::civ_sys(), "civ.sys");
     let fx = call_fixture("ExAllocatePoolWithTag");
     prefix.put(&fx, "fx.sys");
+    prefix.put(&fx, "fy.sys");
     let mut lines = wine::install_civ("civl", "gl", "0x02000000", "*", 1);
     lines.push("net start civl".into());
     lines.extend(wine::install_and_start("fxl", "gl", "fx.sys"));
+    lines.extend(wine::install_civ(
+        "civm",
+        "gm",
+        "0x02000000",
+        "mountmgr.sys fy.sys",
+        1,
+    ));
+    lines.push("net start civm".into());
+    lines.extend(wine::install_and_start("fym", "gm", "fy.sys"));
     let out = prefix.run("late", &lines);
-    let skipped: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("loaded before civ and not fully mapped"))
-        .collect();
-    assert!(
-        !skipped.is_empty(),
-        "the loaded-module list was not walked:\n{out}"
-    );
-    assert!(
-        skipped.iter().any(|l| l.contains("ntoskrnl.exe")),
-        "{skipped:?}"
+    for (name, why) in [
+        ("ntoskrnl.exe", "not verified: the kernel, HAL"),
+        ("hal.dll", "not verified: the kernel, HAL"),
+        (
+            "mountmgr.sys",
+            "not verified: loaded before civ, signer unknown",
+        ),
+    ] {
+        assert!(
+            out.contains(&format!("{name}: {why}")),
+            "no '{name}: {why}':\n{out}"
+        );
+    }
+    assert_eq!(
+        out.matches("mountmgr.sys: loaded before civ and not fully mapped")
+            .count(),
+        1,
+        "the named civ looks at mountmgr.sys's pages:\n{out}"
     );
     let hooked = wine::hooked(&out);
-    assert!(
-        hooked.iter().any(|h| h.name == "fx.sys" && h.slots == 1),
-        "a driver loading later is still hooked:\n{out}"
-    );
+    for fx in ["fx.sys", "fy.sys"] {
+        assert!(
+            hooked.iter().any(|h| h.name == fx && h.slots == 1),
+            "{fx}, loading later, is still hooked:\n{out}"
+        );
+    }
     assert!(wine::bug_checks(&out).is_empty());
+}
+
+#[test]
+fn the_exception_guard_turns_a_raised_exception_into_a_status() {
+    // civ.sys calls MmProbeAndLockPages inside this guard; Wine's version
+    // of it never raises, so a fixture drives the same guard with
+    // RtlRaiseStatus, through Wine's real unwinder and __C_specific_handler.
+    let prefix = Prefix::new("guard");
+    prefix.put(&guard_fixture(), "guard.sys");
+    let lines = wine::install_and_start("sehguard", "gg", "guard.sys");
+    let out = prefix.run("guard", &lines);
+    assert!(
+        out.contains("The sehguard service was started successfully"),
+        "the guard did not hand the exception back as a status:\n{out}"
+    );
 }

@@ -5,13 +5,16 @@
 //!
 //! [`call3`] calls a routine inside a frame that has a structured exception
 //! handler, written here in assembly the way MSVC writes `__try { f(a, b,
-//! c); } __except (EXCEPTION_EXECUTE_HANDLER) { return code; }`: unwind
-//! data for the frame (`.seh_proc` ... `.seh_endproc`), the kernel's
-//! `__C_specific_handler` as its language handler, and a one-entry scope
-//! table whose filter is the constant EXCEPTION_EXECUTE_HANDLER (1) and
-//! whose target is the handler label. When the routine raises, the
-//! dispatcher finds this frame's scope, unwinds to the handler with the
-//! exception code in RAX, and the guard returns it.
+//! c); } __except (filter(GetExceptionInformation())) { return code; }`:
+//! unwind data for the frame (`.seh_proc` ... `.seh_endproc`), the
+//! kernel's `__C_specific_handler` as its language handler, and a
+//! one-entry scope table naming a filter and the handler label. When the
+//! routine raises, the dispatcher finds this frame's scope and calls the
+//! filter, which stores the exception code in the guard's own frame and
+//! answers EXCEPTION_EXECUTE_HANDLER; the unwind then resumes at the
+//! handler, which returns the stored code. (The code is passed through the
+//! frame, not RAX: Windows' `__C_specific_handler` hands it to the handler
+//! in RAX, Wine's hands over 0.)
 //!
 //! The file stands alone (no `crate::` paths) so that a fixture driver can
 //! include it and show under Wine, whose unwinder and `__C_specific_handler`
@@ -30,7 +33,8 @@ core::arch::global_asm!(
     "civ_guarded_call3:",
     ".seh_proc civ_guarded_call3",
     ".seh_handler __C_specific_handler, @except",
-    // The shadow space of the call below, keeping RSP 16-aligned there.
+    // The callee's shadow space (32 bytes) and the exception code's slot
+    // at [rsp + 32]; RSP stays 16-aligned at the call.
     "sub rsp, 40",
     ".seh_stackalloc 40",
     ".seh_endprologue",
@@ -47,18 +51,29 @@ core::arch::global_asm!(
     "xor eax, eax",
     "add rsp, 40",
     "ret",
-    // Reached by the unwind with the exception code in RAX.
+    // Reached by the unwind, RSP back at this frame's body.
     ".Lciv_guard_except:",
+    "mov eax, dword ptr [rsp + 32]",
     "add rsp, 40",
     "ret",
     ".seh_handlerdata",
     ".long 1",
     ".long .Lciv_guard_begin@IMGREL",
     ".long .Lciv_guard_end@IMGREL",
-    ".long 1",
+    ".long civ_guard_filter@IMGREL",
     ".long .Lciv_guard_except@IMGREL",
     ".text",
     ".seh_endproc",
+    // The filter: rcx = EXCEPTION_POINTERS, rdx = the guard's frame (its
+    // RSP after the prologue). A leaf that touches no stack: no unwind
+    // data needed.
+    ".p2align 4",
+    "civ_guard_filter:",
+    "mov rax, qword ptr [rcx]",
+    "mov eax, dword ptr [rax]",
+    "mov dword ptr [rdx + 32], eax",
+    "mov eax, 1",
+    "ret",
 );
 
 unsafe extern "C" {
