@@ -6,12 +6,16 @@
 //! follow verifier.exe (0 done, 1 error, usage errors included, 2 reboot
 //! needed).
 
-use crate::control::commands::{self, FlagsArg, Follow, Io};
+use crate::control::commands::{self, Io};
+use crate::control::configure::{self, FlagsArg};
 use crate::control::flags::parse_driver_name;
 use crate::control::host::{Clear, Host, HostError, InstallSpec, StartType};
+use crate::control::install;
+use crate::control::live::{self, Follow};
 use crate::control::verifier;
+use crate::format::TextOrJson;
 use crate::{decode, scan};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,15 +28,6 @@ use std::time::Duration;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// Output format of `decode` and of the Windows read commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TextOrJson {
-    /// Text for a person.
-    Human,
-    /// JSON.
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +87,7 @@ enum Command {
         /// Verifier flags: decimal, 0x hex, 0o octal or 0b binary; a number
         /// without a prefix is decimal, as verifier.exe reads it. civ acts
         /// on 0x02000000 (code integrity checks) and ignores the others.
-        #[arg(long, value_name = "N", default_value = "0x02000000", value_parser = commands::parse_flags_arg)]
+        #[arg(long, value_name = "N", default_value = "0x02000000", value_parser = configure::parse_flags_arg)]
         flags: FlagsArg,
         /// Log violations and let the driver go on (ViolationAction 1, DV's
         /// /log.code_integrity) instead of bug check 0xC4.
@@ -326,13 +321,13 @@ fn run(cli: Cli) -> u8 {
             flags,
             log,
         } => control("enable", |h, io| {
-            commands::enable(h, &flags, &drivers, log, io)
+            configure::enable(h, &flags, &drivers, log, io)
         }),
-        Command::Disable => control("disable", |h, io| commands::clear(h, Clear::Settings, io)),
-        Command::Reset => control("reset", |h, io| commands::clear(h, Clear::All, io)),
-        Command::Query { format } => control("query", |h, io| commands::query(h, format, io)),
+        Command::Disable => control("disable", |h, io| configure::clear(h, Clear::Settings, io)),
+        Command::Reset => control("reset", |h, io| configure::clear(h, Clear::All, io)),
+        Command::Query { format } => control("query", |h, io| configure::query(h, format, io)),
         Command::Status { format } => {
-            control("status", |h, io| commands::status_command(h, format, io))
+            control("status", |h, io| live::status_command(h, format, io))
         }
         Command::Log {
             format,
@@ -345,12 +340,12 @@ fn run(cli: Cli) -> u8 {
                 duration: for_secs.map(Duration::from_secs),
                 interval: Duration::from_secs(1),
             });
-            control("log", |h, io| commands::log(h, format, follow, io))
+            control("log", |h, io| live::log(h, format, follow, io))
         }
         Command::Install { sys, start, group } => control("install", |h, io| {
-            commands::install(h, &InstallSpec { sys, start, group }, io)
+            install::install(h, &InstallSpec { sys, start, group }, io)
         }),
-        Command::Uninstall => control("uninstall", commands::uninstall),
+        Command::Uninstall => control("uninstall", install::uninstall),
     }
 }
 

@@ -9,10 +9,12 @@
 //! - [`control`]: the Windows commands (`enable`, `disable`, `reset`,
 //!   `query`, `status`, `log`, `install`, `uninstall`), written over a host
 //!   trait; `win` implements it on Windows.
+//! - [`format`]: output formats several commands share.
 //! - [`cli`]: the command line.
 pub mod cli;
 pub mod control;
 pub mod decode;
+pub mod format;
 pub mod predict;
 pub mod scan;
 pub mod symbols;
