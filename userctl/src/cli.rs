@@ -11,7 +11,7 @@ use crate::control::configure::{self, FlagsArg};
 use crate::control::flags::parse_driver_name;
 use crate::control::host::{Clear, Host, HostError, InstallSpec, StartType};
 use crate::control::install;
-use crate::control::live::{self, Follow};
+use crate::control::live::{self, Follow, StatusFormat};
 use crate::control::verifier;
 use crate::format::TextOrJson;
 use crate::{decode, scan};
@@ -109,10 +109,14 @@ enum Command {
     },
     /// Windows: civ.sys live: settings in force, each verified driver with
     /// DV's seven counters, like `verifier /query`. Exit 1 if civ.sys is not running.
+    ///
+    /// `--format verifier` prints verifier.exe's own text (`Module:`,
+    /// `Code Integrity Statistics:`, DV's counter labels) for the scripts
+    /// that parse `verifier /query`.
     Status {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
-        format: TextOrJson,
+        format: StatusFormat,
     },
     /// Windows: the violations civ.sys recorded: code, driver and offset of
     /// the call, API, hits, arguments and what they mean.
@@ -444,7 +448,13 @@ mod tests {
         assert!(matches!(
             parse_args(&["status", "--format", "json"]),
             Ok(Command::Status {
-                format: TextOrJson::Json
+                format: StatusFormat::Json
+            })
+        ));
+        assert!(matches!(
+            parse_args(&["/query", "--format", "verifier"]),
+            Ok(Command::Status {
+                format: StatusFormat::Verifier
             })
         ));
         assert!(matches!(parse_args(&["/reset"]), Ok(Command::Reset)));

@@ -6,22 +6,36 @@ use super::client::{all_sites, events, running, status};
 use super::commands::{Io, OK, io_error, json};
 use super::host::{Device, Host, HostError};
 use super::report::{EventView, LogView};
+use super::verifier_query::to_verifier_query;
 use crate::format::TextOrJson;
 use civ_engine::protocol;
 use std::time::Duration;
+
+/// Output format of `status`: [`TextOrJson`]'s two, and verifier.exe's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// Text for a person.
+    Human,
+    /// JSON.
+    Json,
+    /// `verifier /query`'s text (`Module:`, `Code Integrity Statistics:`),
+    /// for the scripts that parse it.
+    Verifier,
+}
 
 /// `civctl status`: civ.sys live, each verified driver with its counters,
 /// like `verifier /query`.
 pub fn status_command(
     host: &mut dyn Host,
-    format: TextOrJson,
+    format: StatusFormat,
     io: &mut Io<'_>,
 ) -> Result<u8, HostError> {
     let mut device = running(host)?;
     let (view, _) = status(device.as_mut())?;
     match format {
-        TextOrJson::Human => write!(io.out, "{}", view.to_text()),
-        TextOrJson::Json => writeln!(io.out, "{}", json(&view)?),
+        StatusFormat::Human => write!(io.out, "{}", view.to_text()),
+        StatusFormat::Json => writeln!(io.out, "{}", json(&view)?),
+        StatusFormat::Verifier => write!(io.out, "{}", to_verifier_query(&view)),
     }
     .map_err(io_error)?;
     Ok(OK)
@@ -140,10 +154,10 @@ mod tests {
     #[test]
     fn status_needs_civ_running() {
         let mut host = FakeHost::default();
-        let (r, ..) = run(|io| status_command(&mut host, TextOrJson::Human, io));
+        let (r, ..) = run(|io| status_command(&mut host, StatusFormat::Human, io));
         assert_eq!(r, Err(HostError::NotRunning { installed: false }));
         host.installed = true;
-        let (r, ..) = run(|io| status_command(&mut host, TextOrJson::Human, io));
+        let (r, ..) = run(|io| status_command(&mut host, StatusFormat::Human, io));
         let e = r.unwrap_err();
         assert_eq!(e, HostError::NotRunning { installed: true });
         assert!(
@@ -151,13 +165,16 @@ mod tests {
                 .starts_with("civ.sys is not running: civctl install, then sc start civ / reboot")
         );
         host.driver = Some(running_driver());
-        let (r, out, _) = run(|io| status_command(&mut host, TextOrJson::Json, io));
+        let (r, out, _) = run(|io| status_command(&mut host, StatusFormat::Json, io));
         assert_eq!(r, Ok(OK));
         let j: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(j["targets"][0]["name"], "late.sys");
         assert_eq!(j["targets"][0]["counters"]["Execute Pool Type"], 1);
-        let (_, out, _) = run(|io| status_command(&mut host, TextOrJson::Human, io));
+        let (_, out, _) = run(|io| status_command(&mut host, StatusFormat::Human, io));
         assert!(out.contains("Execute Pool Type"), "{out}");
+        let (_, out, _) = run(|io| status_command(&mut host, StatusFormat::Verifier, io));
+        assert!(out.contains("Module: late.sys (load: 1"), "{out}");
+        assert!(out.contains("Execute Pool Type Count: 1"), "{out}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`model`]: what `enable` writes and what `query` shows (through the
 //!   engine's own settings parser);
 //! - [`report`]: `status` and `log` from civ.sys's protocol replies;
+//! - [`verifier_query`]: `status` as `verifier /query` prints it;
 //! - [`commands`]: what the commands share (exit statuses, output), and
 //!   the commands over a [`host::Host`], one concept a module:
 //!   [`configure`] (`enable`, `disable`, `reset`, `query`), [`live`]
@@ -29,3 +30,4 @@ pub mod live;
 pub mod model;
 pub mod report;
 pub mod verifier;
+pub mod verifier_query;
