@@ -14,7 +14,7 @@ use crate::control::install;
 use crate::control::live::{self, Follow, StatusFormat};
 use crate::control::verifier;
 use crate::format::TextOrJson;
-use crate::{decode, scan};
+use crate::{audit, decode, scan};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
@@ -59,6 +59,33 @@ enum Command {
         /// too (by default: violations and unknowns).
         #[arg(long)]
         all_sites: bool,
+    },
+    /// Why memory integrity (HVCI) will not turn on, and what to remove.
+    ///
+    /// Every kernel driver of the machine (services of driver type, Driver
+    /// Store packages, and on a live system the modules loaded now): DV's
+    /// image checks, predicted run-time violations, Microsoft's driver
+    /// block rules (--blocklist) and LOLDrivers (--loldrivers) matches,
+    /// HvciDisallowedImages, whether it starts at boot, and the command
+    /// that removes it. Without --root: this machine (Windows, elevated).
+    ///
+    /// Exit status: 0 nothing found, 1 findings, 2 could not audit (a bad
+    /// root, hive or list, or a driver file that could not be read).
+    Audit {
+        /// The root of a mounted Windows volume (the folder that holds
+        /// Windows\), audited offline from its files and SYSTEM hive.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Microsoft's recommended driver block rules, as the SiPolicy XML
+        /// Microsoft publishes.
+        #[arg(long, value_name = "FILE")]
+        blocklist: Option<PathBuf>,
+        /// LOLDrivers' drivers.csv or drivers.json.
+        #[arg(long, value_name = "FILE")]
+        loldrivers: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: audit::Format,
     },
     /// Explain a bug check 0xC4 code integrity violation: `civctl decode C4 2000 <a2> <a3> <a4>`.
     ///
@@ -300,6 +327,21 @@ fn run(cli: Cli) -> u8 {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             scan::run_with(&paths, format, &options, &mut out)
+        }
+        Command::Audit {
+            root,
+            blocklist,
+            loldrivers,
+            format,
+        } => {
+            let options = audit::Options {
+                root,
+                blocklist,
+                loldrivers,
+            };
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            audit::run(&options, format, &mut stdout.lock(), &mut stderr.lock())
         }
         Command::Decode { values, format } => match decode::decode_values(&values) {
             Ok(d) => {

@@ -1,5 +1,7 @@
 //! civctl: the user-mode side of civ.
 //!
+//! - [`audit`]: which drivers keep memory integrity (HVCI) off, and how
+//!   to remove them, on a live system or a mounted Windows volume.
 //! - [`scan`]: the static checks of .sys files and folders (DV's 0x2003–0x2005
 //!   and the imports civ hooks), with human, JSON and SARIF output.
 //! - [`decode`]: explains a bug check 0xC4 code-integrity violation.
@@ -11,6 +13,7 @@
 //!   trait; `win` implements it on Windows.
 //! - [`format`]: output formats several commands share.
 //! - [`cli`]: the command line.
+pub mod audit;
 pub mod cli;
 pub mod control;
 pub mod decode;
