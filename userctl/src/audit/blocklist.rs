@@ -376,12 +376,12 @@ impl Blocklist {
                 let Some(cert) = sig
                     .certificates
                     .iter()
-                    .find(|c| s.tbs.iter().any(|t| *t == c.tbs_hash))
+                    .find(|c| s.tbs.contains(&c.tbs_hash))
                 else {
                     continue;
                 };
                 if let Some(p) = &s.publisher
-                    && !sig.publisher.as_ref().is_some_and(|have| have == p)
+                    && sig.publisher.as_ref().is_none_or(|have| have != p)
                 {
                     continue;
                 }

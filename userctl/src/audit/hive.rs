@@ -7,7 +7,7 @@ use notatin::cell_key_node::CellKeyNode;
 use notatin::cell_value::CellValue;
 use notatin::parser::Parser;
 use notatin::parser_builder::ParserBuilder;
-use std::path::Path;
+use std::path::PathBuf;
 
 fn value(key: &CellKeyNode, name: &str) -> Option<CellValue> {
     key.get_value(name).map(|v| v.get_content().0)
@@ -45,9 +45,9 @@ fn key(parser: &mut Parser, path: &str) -> Result<Option<CellKeyNode>, String> {
 }
 
 /// Reads the services and HvciDisallowedImages of a SYSTEM hive.
-pub fn read_system_hive(path: &Path) -> Result<Registry, String> {
+pub fn read_system_hive(path: PathBuf) -> Result<Registry, String> {
     let shown = path.display().to_string();
-    let mut parser = ParserBuilder::from_path(path.to_path_buf())
+    let mut parser = ParserBuilder::from_path(path)
         .build()
         .map_err(|e| format!("{shown}: not a registry hive: {e}"))?;
     let current = key(&mut parser, "Select")?

@@ -211,7 +211,7 @@ pub fn offline_inventory(root: &Path) -> Result<Inventory, String> {
     if !hive.is_file() {
         return Err(format!("no SYSTEM hive at {}", hive.display()));
     }
-    let registry = hive::read_system_hive(&hive)?;
+    let registry = hive::read_system_hive(hive)?;
     Ok(Inventory::gather(layout, registry, None))
 }
 

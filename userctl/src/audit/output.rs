@@ -103,8 +103,8 @@ pub fn write_human(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     writeln!(out, "civctl audit of {}", report.source)?;
     writeln!(
         out,
-        "{:<24} {:<20} {:<8} {:<13} {}",
-        "DRIVER", "SERVICE", "START", "VERDICT", "WHY"
+        "{:<24} {:<20} {:<8} {:<13} WHY",
+        "DRIVER", "SERVICE", "START", "VERDICT"
     )?;
     for d in &report.drivers {
         let service = d
