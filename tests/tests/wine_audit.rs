@@ -66,17 +66,21 @@ fn live_audit_finds_kernel_services_created_with_sc_and_their_start_types() {
     // wdboot.sys (WinDivert 1.3) has findings: exit 1.
     assert_eq!(rc, 1, "{err}\n{r:#}");
     assert_eq!(r["schema"], "civ-audit/1");
-    assert!(r["source"].as_str().unwrap().starts_with("HKLM\\SYSTEM"), "{}", r["source"]);
+    assert!(
+        r["source"].as_str().unwrap().starts_with("HKLM\\SYSTEM"),
+        "{}",
+        r["source"]
+    );
     let drivers = r["drivers"].as_array().unwrap();
     let by_service = |name: &str| {
         drivers
             .iter()
             .find(|d| {
-                d["services"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                d["services"].as_array().unwrap().iter().any(|s| {
+                    s["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
             })
             .unwrap_or_else(|| panic!("no driver of service {name}:\n{r:#}"))
     };
@@ -96,10 +100,18 @@ fn live_audit_finds_kernel_services_created_with_sc_and_their_start_types() {
             .find(|s| s["name"].as_str().unwrap().eq_ignore_ascii_case(name))
             .unwrap();
         assert_eq!(svc["start"], start_value(start), "{name}");
-        assert_eq!(svc["service_type"], if kind == "filesys" { 2 } else { 1 }, "{name}");
+        assert_eq!(
+            svc["service_type"],
+            if kind == "filesys" { 2 } else { 1 },
+            "{name}"
+        );
         assert_eq!(svc["group"], "civaudit", "{name}");
         assert!(
-            d["path"].as_str().unwrap().to_ascii_lowercase().ends_with(&format!("\\civ\\{file}")),
+            d["path"]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .ends_with(&format!("\\civ\\{file}")),
             "{name}: {}",
             d["path"]
         );
@@ -111,13 +123,29 @@ fn live_audit_finds_kernel_services_created_with_sc_and_their_start_types() {
     let vigem = by_service("civaauto");
     assert_eq!(vigem["services"].as_array().unwrap().len(), 2, "{vigem:#}");
     assert_eq!(vigem["start"], "auto");
-    assert_eq!(vigem["identity"]["sha256"], sha256_of("vigembus-1.17/x64/ViGEmBus.sys"));
+    assert_eq!(
+        vigem["identity"]["sha256"],
+        sha256_of("vigembus-1.17/x64/ViGEmBus.sys")
+    );
     // Boot and system start are marked.
-    assert!(by_service("civaboot")["boot_critical"].as_str().unwrap().contains("boot"));
-    assert!(by_service("civasys")["boot_critical"].as_str().unwrap().contains("system"));
+    assert!(
+        by_service("civaboot")["boot_critical"]
+            .as_str()
+            .unwrap()
+            .contains("boot")
+    );
+    assert!(
+        by_service("civasys")["boot_critical"]
+            .as_str()
+            .unwrap()
+            .contains("system")
+    );
     // The verdicts and commands: as on this host.
     let wdboot = by_service("civaboot");
-    assert_eq!(wdboot["identity"]["sha256"], sha256_of("windivert-1.3/WinDivert64.sys"));
+    assert_eq!(
+        wdboot["identity"]["sha256"],
+        sha256_of("windivert-1.3/WinDivert64.sys")
+    );
     assert_eq!(wdboot["verdict"], "incompatible");
     assert_eq!(wdboot["action"]["remove"], "sc delete civaboot");
     // WinDivert 2.2: the image codes the corpus's three PE readers agree
@@ -138,5 +166,8 @@ fn live_audit_finds_kernel_services_created_with_sc_and_their_start_types() {
     assert_eq!(wd22["verdict"] == "ok", clean, "{wd22:#}");
     let text = String::from_utf8_lossy(&prefix.read("audit.txt")).into_owned();
     assert!(text.contains("remove: sc delete civaboot"), "{text}");
-    assert!(text.contains("BOOT: service civaboot starts at boot"), "{text}");
+    assert!(
+        text.contains("BOOT: service civaboot starts at boot"),
+        "{text}"
+    );
 }
