@@ -38,6 +38,14 @@ pub fn find(base: &Path, rel: &str) -> Option<PathBuf> {
     Some(at)
 }
 
+/// Joins a Windows relative path component by component (the platform's
+/// separator, whatever the path was written with).
+fn join(base: &Path, rel: &str) -> PathBuf {
+    rel.split(['\\', '/'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .fold(base.to_path_buf(), |at, c| at.join(c))
+}
+
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     s.get(..prefix.len())
         .filter(|p| p.eq_ignore_ascii_case(prefix))
@@ -66,7 +74,7 @@ impl Layout {
 
     /// A path under the Windows folder.
     pub fn under_windows(&self, rel: &str) -> PathBuf {
-        find(&self.windows, rel).unwrap_or_else(|| self.windows.join(rel.replace('\\', "/")))
+        find(&self.windows, rel).unwrap_or_else(|| join(&self.windows, rel))
     }
 
     /// The SYSTEM hive.
@@ -98,12 +106,10 @@ impl Layout {
         let bytes = p.as_bytes();
         if bytes.len() > 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
             let rest = &p[2..];
-            return find(&self.root, rest)
-                .unwrap_or_else(|| self.root.join(rest.replace('\\', "/")));
+            return find(&self.root, rest).unwrap_or_else(|| join(&self.root, rest));
         }
         if let Some(rest) = p.strip_prefix('\\') {
-            return find(&self.root, rest)
-                .unwrap_or_else(|| self.root.join(rest.replace('\\', "/")));
+            return find(&self.root, rest).unwrap_or_else(|| join(&self.root, rest));
         }
         self.under_windows(p)
     }
