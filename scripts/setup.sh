@@ -27,6 +27,11 @@ command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
 # Wine (Debian's 8.0) runs civ.sys and the fixture drivers end to end.
 command -v wine >/dev/null || need+=(wine64 wine)
 command -v wineboot >/dev/null || need+=(wine64 wine)
+# civctl audit's tests: hivexsh writes the offline SYSTEM hives; osslsigncode
+# and openssl check the Authenticode hashes and certificates independently.
+command -v hivexsh >/dev/null || need+=(libhivex-bin)
+command -v osslsigncode >/dev/null || need+=(osslsigncode)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq

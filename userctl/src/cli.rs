@@ -6,12 +6,16 @@
 //! follow verifier.exe (0 done, 1 error, usage errors included, 2 reboot
 //! needed).
 
-use crate::control::commands::{self, FlagsArg, Follow, Io};
+use crate::control::commands::{self, Io};
+use crate::control::configure::{self, FlagsArg};
 use crate::control::flags::parse_driver_name;
 use crate::control::host::{Clear, Host, HostError, InstallSpec, StartType};
+use crate::control::install;
+use crate::control::live::{self, Follow, StatusFormat};
 use crate::control::verifier;
-use crate::{decode, scan};
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::format::TextOrJson;
+use crate::{audit, decode, scan};
+use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,15 +28,6 @@ use std::time::Duration;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// Output format of `decode` and of the Windows read commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TextOrJson {
-    /// Text for a person.
-    Human,
-    /// JSON.
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +60,33 @@ enum Command {
         #[arg(long)]
         all_sites: bool,
     },
+    /// Why memory integrity (HVCI) will not turn on, and what to remove.
+    ///
+    /// Every kernel driver of the machine (services of driver type, Driver
+    /// Store packages, and on a live system the modules loaded now): DV's
+    /// image checks, predicted run-time violations, Microsoft's driver
+    /// block rules (--blocklist) and LOLDrivers (--loldrivers) matches,
+    /// HvciDisallowedImages, whether it starts at boot, and the command
+    /// that removes it. Without --root: this machine (Windows, elevated).
+    ///
+    /// Exit status: 0 nothing found, 1 findings, 2 could not audit (a bad
+    /// root, hive or list, or a driver file that could not be read).
+    Audit {
+        /// The root of a mounted Windows volume (the folder that holds
+        /// Windows\), audited offline from its files and SYSTEM hive.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Microsoft's recommended driver block rules, as the SiPolicy XML
+        /// Microsoft publishes.
+        #[arg(long, value_name = "FILE")]
+        blocklist: Option<PathBuf>,
+        /// LOLDrivers' drivers.csv or drivers.json.
+        #[arg(long, value_name = "FILE")]
+        loldrivers: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: audit::Format,
+    },
     /// Explain a bug check 0xC4 code integrity violation: `civctl decode C4 2000 <a2> <a3> <a4>`.
     ///
     /// Values are hex as WinDbg prints them; the leading C4 may be left out.
@@ -92,7 +114,7 @@ enum Command {
         /// Verifier flags: decimal, 0x hex, 0o octal or 0b binary; a number
         /// without a prefix is decimal, as verifier.exe reads it. civ acts
         /// on 0x02000000 (code integrity checks) and ignores the others.
-        #[arg(long, value_name = "N", default_value = "0x02000000", value_parser = commands::parse_flags_arg)]
+        #[arg(long, value_name = "N", default_value = "0x02000000", value_parser = configure::parse_flags_arg)]
         flags: FlagsArg,
         /// Log violations and let the driver go on (ViolationAction 1, DV's
         /// /log.code_integrity) instead of bug check 0xC4.
@@ -114,10 +136,14 @@ enum Command {
     },
     /// Windows: civ.sys live: settings in force, each verified driver with
     /// DV's seven counters, like `verifier /query`. Exit 1 if civ.sys is not running.
+    ///
+    /// `--format verifier` prints verifier.exe's own text (`Module:`,
+    /// `Code Integrity Statistics:`, DV's counter labels) for the scripts
+    /// that parse `verifier /query`.
     Status {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
-        format: TextOrJson,
+        format: StatusFormat,
     },
     /// Windows: the violations civ.sys recorded: code, driver and offset of
     /// the call, API, hits, arguments and what they mean.
@@ -302,6 +328,21 @@ fn run(cli: Cli) -> u8 {
             let mut out = stdout.lock();
             scan::run_with(&paths, format, &options, &mut out)
         }
+        Command::Audit {
+            root,
+            blocklist,
+            loldrivers,
+            format,
+        } => {
+            let options = audit::Options {
+                root,
+                blocklist,
+                loldrivers,
+            };
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            audit::run(&options, format, &mut stdout.lock(), &mut stderr.lock())
+        }
         Command::Decode { values, format } => match decode::decode_values(&values) {
             Ok(d) => {
                 match format {
@@ -326,13 +367,13 @@ fn run(cli: Cli) -> u8 {
             flags,
             log,
         } => control("enable", |h, io| {
-            commands::enable(h, &flags, &drivers, log, io)
+            configure::enable(h, &flags, &drivers, log, io)
         }),
-        Command::Disable => control("disable", |h, io| commands::clear(h, Clear::Settings, io)),
-        Command::Reset => control("reset", |h, io| commands::clear(h, Clear::All, io)),
-        Command::Query { format } => control("query", |h, io| commands::query(h, format, io)),
+        Command::Disable => control("disable", |h, io| configure::clear(h, Clear::Settings, io)),
+        Command::Reset => control("reset", |h, io| configure::clear(h, Clear::All, io)),
+        Command::Query { format } => control("query", |h, io| configure::query(h, format, io)),
         Command::Status { format } => {
-            control("status", |h, io| commands::status_command(h, format, io))
+            control("status", |h, io| live::status_command(h, format, io))
         }
         Command::Log {
             format,
@@ -345,12 +386,12 @@ fn run(cli: Cli) -> u8 {
                 duration: for_secs.map(Duration::from_secs),
                 interval: Duration::from_secs(1),
             });
-            control("log", |h, io| commands::log(h, format, follow, io))
+            control("log", |h, io| live::log(h, format, follow, io))
         }
         Command::Install { sys, start, group } => control("install", |h, io| {
-            commands::install(h, &InstallSpec { sys, start, group }, io)
+            install::install(h, &InstallSpec { sys, start, group }, io)
         }),
-        Command::Uninstall => control("uninstall", commands::uninstall),
+        Command::Uninstall => control("uninstall", install::uninstall),
     }
 }
 
@@ -449,7 +490,13 @@ mod tests {
         assert!(matches!(
             parse_args(&["status", "--format", "json"]),
             Ok(Command::Status {
-                format: TextOrJson::Json
+                format: StatusFormat::Json
+            })
+        ));
+        assert!(matches!(
+            parse_args(&["/query", "--format", "verifier"]),
+            Ok(Command::Status {
+                format: StatusFormat::Verifier
             })
         ));
         assert!(matches!(parse_args(&["/reset"]), Ok(Command::Reset)));
