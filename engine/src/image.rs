@@ -10,6 +10,10 @@ use crate::catalog::{self, Hook};
 use crate::code::Counter;
 use crate::pe::{ImportName, PeError, PeImage, REL_BASED_DIR64, REL_BASED_HIGHLOW, Section};
 
+/// What to say of 0x2003 on the discardable INIT section.
+pub const INIT_NOTE: &str = "it is the discardable INIT section, which Windows 10+ maps read-only, \
+     but DV may still object: link with a current toolset so INIT is not writable";
+
 /// The page size HVCI enforces sections against.
 pub const PAGE_SIZE: u32 = 0x1000;
 

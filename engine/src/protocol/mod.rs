@@ -114,7 +114,7 @@ pub const UNKNOWN_TARGET: u8 = 0xFF;
 pub const NO_API: u8 = 0xFF;
 /// Return addresses a [`SiteRecord`] carries: the call stack at the
 /// site's first hit.
-pub const STACK_FRAMES: usize = crate::log::STACK_DEPTH;
+pub const STACK_FRAMES: usize = 8;
 /// [`TargetRecord::signature_level`] when no load notification said.
 pub const UNKNOWN_SIGNATURE_LEVEL: u8 = 0xFF;
 
@@ -133,6 +133,7 @@ const _: () = {
     assert!(SITES_REPLY_MIN == HEADER_SIZE + 4 + 4 + 8);
     assert!(EVENTS_REPLY_MIN == HEADER_SIZE + 8 + 8 + 4 + 4);
     assert!(Counter::ALL.len() == 7);
+    assert!(STACK_FRAMES == crate::log::STACK_DEPTH);
     assert!(TargetRecord::SIZE == TARGET_NAME_LEN + 8 + 8 + 7 * 8 + 4 + 4 + 4 + 2 + 1 + 1);
     assert!(SiteRecord::SIZE == 1 + 1 + 1 + 1 + 2 + 2 + 8 + 8 + 8 + 8 + 8 + 8 + STACK_FRAMES * 8);
     assert!(EventRecord::SIZE == 8 + 8 + 1 + 1 + 1 + 1 + 2 + 2 + 8 + 8 + 8);

@@ -103,16 +103,16 @@ fn print_written(v: &ParamValues, io: &mut Io<'_>) -> Result<(), HostError> {
 /// hooked stay hooked until a reboot.
 pub fn clear(host: &mut dyn Host, which: Clear, io: &mut Io<'_>) -> Result<u8, HostError> {
     let removed = host.clear_params(which)?;
-    let live = match host.open_device()? {
+    let (live, pinned) = match host.open_device()? {
         Some(mut device) => {
             // Keep the action in force: the drivers already hooked go on
             // with it (switching a log-mode machine to bug check would stop
             // it at their next violation).
-            let (_, head) = status(device.as_mut())?;
+            let (view, head) = status(device.as_mut())?;
             set_settings(device.as_mut(), 0, head.action, &[])?;
-            true
+            (true, view.pinned)
         }
-        None => false,
+        None => (false, false),
     };
     if removed == 0 && !live {
         writeln!(io.out, "no civ settings to remove (HKLM\\{PARAMETERS_KEY})").map_err(io_error)?;
@@ -127,6 +127,13 @@ pub fn clear(host: &mut dyn Host, which: Clear, io: &mut Io<'_>) -> Result<u8, H
         writeln!(
             io.out,
             "civ.sys is running: drivers that load from now on are not checked; the drivers it hooked stay checked until a reboot"
+        )
+        .map_err(io_error)?;
+    }
+    if pinned {
+        writeln!(
+            io.out,
+            "civ.sys sits in the calls of the drivers it hooked, so it cannot unload (as Driver Verifier): a reboot removes it"
         )
         .map_err(io_error)?;
     }
@@ -268,15 +275,27 @@ mod tests {
             out.contains("drivers that load from now on are not checked"),
             "{out}"
         );
+        assert!(!out.contains("a reboot removes it"), "not pinned: {out}");
         assert_eq!(host.values.len(), 1, "disable keeps other values");
         // Level 0, the action in force kept, no names.
         assert_eq!(
             driver.borrow().set.last().unwrap(),
             &(0, Action::Log, vec![])
         );
+        // civ.sys has hooked a driver: it says that only a reboot removes it.
+        driver.borrow_mut().head = Some(civ_engine::protocol::StatusHead {
+            verify_level: 0,
+            action: Action::Log,
+            started_time: 0,
+            flags: civ_engine::protocol::StatusHead::PINNED,
+        });
         let (r, out, _) = run(|io| clear(&mut host, Clear::All, io));
         assert_eq!(r, Ok(REBOOT));
         assert!(out.contains("removed 1 value(s)"), "{out}");
+        assert!(
+            out.contains("cannot unload (as Driver Verifier): a reboot removes it"),
+            "{out}"
+        );
         assert!(host.values.is_empty());
         host.driver = None;
         let (r, out, _) = run(|io| clear(&mut host, Clear::All, io));

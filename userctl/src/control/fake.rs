@@ -42,6 +42,7 @@ impl Device for FakeDevice {
             verify_level: 0x0200_0000,
             action: Action::Log,
             started_time: 0,
+            flags: 0,
         });
         let n = match request {
             Request::QueryVersion => Version::new(0, 1, 0, 0).encode(out),
@@ -81,6 +82,8 @@ pub(super) struct FakeHost {
     pub(super) denied: bool,
     pub(super) clock: Duration,
     pub(super) sleeps: u32,
+    /// What stopping the service answers (a pinned civ.sys refuses).
+    pub(super) stop_refused: Option<String>,
 }
 
 pub(super) fn utf16z(s: &str) -> Vec<u8> {
@@ -149,6 +152,13 @@ impl Host for FakeHost {
             return Err(HostError::NotInstalled);
         }
         self.installed = false;
+        if let Some(why) = self.stop_refused.clone() {
+            return Ok(Uninstalled {
+                stopped: false,
+                stop_failed: Some(why),
+                file_left: None,
+            });
+        }
         Ok(Uninstalled {
             stopped: self.driver.take().is_some(),
             stop_failed: None,
@@ -202,6 +212,8 @@ pub(super) fn running_driver() -> Rc<RefCell<Driver>> {
         first_time: 0,
         last_time: 0,
         hits: 1,
+        load: 1,
+        stack: [0; protocol::STACK_FRAMES],
     };
     let event = |seq| EventRecord {
         seq,
@@ -212,13 +224,15 @@ pub(super) fn running_driver() -> Rc<RefCell<Driver>> {
         offset: 0x1040,
         arg3: 0,
         arg4: 0,
+        load: 1,
     };
     Rc::new(RefCell::new(Driver {
         targets: vec![t],
         sites: (0..3)
-            .map(|i| SiteRecord {
-                offset: 0x1040 + i,
-                ..site
+            .map(|i| {
+                let mut s = site;
+                s.offset = 0x1040 + i;
+                s
             })
             .collect(),
         events: vec![event(0), event(1)],

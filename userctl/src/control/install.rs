@@ -33,7 +33,7 @@ pub fn uninstall(host: &mut dyn Host, io: &mut Io<'_>) -> Result<u8, HostError> 
     if let Some(why) = &done.stop_failed {
         writeln!(
             io.out,
-            "civ.sys could not be stopped ({why}): it is removed at the next reboot"
+            "civ.sys could not be stopped ({why}): once it has hooked a driver it stays loaded until reboot (as Driver Verifier); the service is deleted, and the next reboot removes civ.sys"
         )
         .map_err(io_error)?;
         return Ok(REBOOT);
@@ -72,5 +72,24 @@ mod tests {
         );
         let (r, ..) = run(|io| uninstall(&mut host, io));
         assert_eq!(r, Err(HostError::NotInstalled));
+    }
+
+    #[test]
+    fn uninstalling_a_civ_that_hooked_a_driver_says_a_reboot_removes_it() {
+        let mut host = FakeHost {
+            installed: true,
+            driver: Some(running_driver()),
+            stop_refused: Some("the service cannot accept control messages".into()),
+            ..FakeHost::default()
+        };
+        let (r, out, _) = run(|io| uninstall(&mut host, io));
+        assert_eq!(r, Ok(REBOOT));
+        assert!(out.contains("deleted service civ"), "{out}");
+        assert!(!out.contains("stopped civ.sys"), "{out}");
+        assert!(
+            out.contains("stays loaded until reboot")
+                && out.contains("the next reboot removes civ.sys"),
+            "{out}"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub fn log(
         return follow_events(host, device.as_mut(), names, format, f, io);
     }
     let (total, dropped, sites) = all_sites(device.as_mut())?;
-    let log = LogView::new(total, dropped, sites, &names);
+    let log = LogView::new(total, dropped, sites, &view.targets);
     match format {
         TextOrJson::Human => write!(io.out, "{}", log.to_text()),
         TextOrJson::Json => writeln!(io.out, "{}", json(&log)?),
@@ -234,7 +234,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            lines[2].contains("late.sys+0x1040  ExAllocatePoolWithTag"),
+            lines[2].contains("late.sys+0x1040 (load 1)  ExAllocatePoolWithTag"),
             "{out}"
         );
         assert!(host.sleeps >= 1, "it waited for the new event");

@@ -8,8 +8,10 @@ use super::model::{action_meaning, action_name};
 use civ_engine::catalog::CATALOG;
 use civ_engine::code::{Code, Counter, VERIFIER_FLAG_CODE_INTEGRITY};
 use civ_engine::protocol::{
-    EventRecord, NO_API, SiteRecord, StatusReply, TargetRecord, UNKNOWN_TARGET, Version,
+    EventRecord, NO_API, SiteRecord, StatusHead, StatusReply, TargetRecord,
+    UNKNOWN_SIGNATURE_LEVEL, UNKNOWN_TARGET, Version,
 };
+use civ_engine::scope::signing_level_name;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -71,14 +73,35 @@ pub struct TargetView {
     pub size: u64,
     /// IAT slots civ rewrote.
     pub hooked_slots: u32,
+    /// IAT slots of hooked APIs left alone: they held another routine
+    /// than the kernel's (Driver Verifier's thunk, another hooker).
+    pub conflicts: u32,
+    /// Which load of this driver since boot (1, 2, ...).
+    pub load: u16,
+    /// Its SE_SIGNING_LEVEL, if the kernel said.
+    pub signature_level: Option<u8>,
+    /// A target name matched it exactly (else only a pattern such as `*`).
+    pub named: bool,
     /// Loaded before civ: calls made before it was hooked were not seen.
     pub late: bool,
     /// The image checks 0x2003-0x2005 ran.
     pub image_checked: bool,
     /// Unloaded since.
     pub unloaded: bool,
+    /// Import call optimization: the kernel may bind its calls of hooked
+    /// APIs directly, and civ does not see those.
+    pub import_optimized: bool,
     /// DV's seven counters.
     pub counters: Counters,
+}
+
+impl TargetView {
+    /// Does the image, as loaded now, contain `address`?
+    fn contains(&self, address: u64) -> bool {
+        address
+            .checked_sub(self.base)
+            .is_some_and(|o| o < self.size)
+    }
 }
 
 /// `civctl status`.
@@ -102,6 +125,8 @@ pub struct StatusView {
     pub started_time: u64,
     /// The same, in UTC.
     pub started: String,
+    /// civ.sys sits in drivers' calls: it stays loaded until reboot.
+    pub pinned: bool,
     /// civ.sys had more targets than the reply could hold.
     pub truncated: bool,
     /// The verified drivers, in civ's order.
@@ -125,6 +150,7 @@ impl StatusView {
             action: action_name(status.head.action),
             started_time: status.head.started_time,
             started: utc(status.head.started_time),
+            pinned: status.head.flags & StatusHead::PINNED != 0,
             truncated: status.truncated,
             targets: status
                 .targets
@@ -162,6 +188,11 @@ impl StatusView {
             self.action,
             action_meaning(action)
         ));
+        if self.pinned {
+            s.push_str(
+                "civ.sys sits in drivers' calls: it stays loaded until reboot (sc stop is refused)\n",
+            );
+        }
         let loaded = self.targets.iter().filter(|t| !t.unloaded).count();
         s.push_str(&format!(
             "{} verified driver(s), {loaded} loaded\n",
@@ -169,6 +200,12 @@ impl StatusView {
         ));
         for t in &self.targets {
             let mut marks = String::new();
+            if t.load > 1 {
+                marks.push_str(&format!("  load {}", t.load));
+            }
+            if !t.named {
+                marks.push_str("  (by pattern)");
+            }
             if t.late {
                 marks.push_str("  LATE (loaded before civ: earlier calls not seen)");
             }
@@ -182,6 +219,24 @@ impl StatusView {
                 "\n{}  base {:#x}  size {:#x}  {} hooked slot(s){marks}\n",
                 t.name, t.base, t.size, t.hooked_slots
             ));
+            if let Some(level) = t.signature_level {
+                s.push_str(&format!(
+                    "    signature level {level} ({})\n",
+                    signing_level_name(level)
+                ));
+            }
+            if t.conflicts > 0 {
+                s.push_str(&format!(
+                    "    {} slot(s) held another routine than the kernel's (Driver Verifier on it? another hooker?): not hooked\n",
+                    t.conflicts
+                ));
+            }
+            if t.import_optimized {
+                s.push_str(
+                    "    IMPORT CALL OPTIMIZATION: the kernel may bind its calls of hooked APIs directly; civ does not see those. \
+                     Verify a build without /guard:retpoline or import call optimization.\n",
+                );
+            }
             for c in Counter::ALL {
                 s.push_str(&format!(
                     "    {:<28}{}\n",
@@ -204,9 +259,15 @@ fn target_view(index: usize, t: &TargetRecord) -> TargetView {
         base: t.base,
         size: t.size,
         hooked_slots: t.hooked_slots,
+        conflicts: t.conflicts,
+        load: t.load,
+        signature_level: (t.signature_level != UNKNOWN_SIGNATURE_LEVEL)
+            .then_some(t.signature_level),
+        named: t.flags & TargetRecord::NAMED != 0,
         late: t.flags & TargetRecord::LATE != 0,
         image_checked: t.flags & TargetRecord::IMAGE_CHECKED != 0,
         unloaded: t.flags & TargetRecord::UNLOADED != 0,
+        import_optimized: t.flags & TargetRecord::IMPORT_OPTIMIZED != 0,
         counters: Counters(t.counters),
     }
 }
@@ -236,8 +297,17 @@ fn driver_name(names: &[String], target: u8) -> String {
         .unwrap_or_else(|| format!("target #{target}"))
 }
 
+/// The section name an image finding's Arg4 carries in civ's log (its 8
+/// bytes, little-endian; a bug check's Arg4 points at them instead).
+pub fn section_name(arg4: u64) -> String {
+    let bytes = arg4.to_le_bytes();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(8);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
 /// What a violation's arguments mean: for 0x2000-0x2002 the reading
-/// `civctl decode` gives of Arg3 and Arg4; for an image finding, what it is.
+/// `civctl decode` gives of Arg3 and Arg4; for an image finding, what it is
+/// and in which section (with `scan`'s note on INIT).
 pub fn meaning(counter: Counter, offset: u64, arg3: u64, arg4: u64) -> String {
     match counter.code() {
         Some(
@@ -253,7 +323,19 @@ pub fn meaning(counter: Counter, offset: u64, arg3: u64, arg4: u64) -> String {
                 .join("; "),
             Err(e) => e.to_string(),
         },
-        Some(code) => format!("{} (rva {offset:#x})", code.title()),
+        Some(code) => {
+            let section = section_name(arg4);
+            let mut m = format!("{} (rva {offset:#x}", code.title());
+            if !section.is_empty() {
+                m.push_str(&format!(", section {section}"));
+            }
+            m.push(')');
+            if code == Code::ExecuteWriteSection && section == "INIT" {
+                m.push_str(": ");
+                m.push_str(civ_engine::image::INIT_NOTE);
+            }
+            m
+        }
         None => format!(
             "base relocation straddling a page at rva {offset:#x} (not applied under HVCI on Windows 10 1507-1607)"
         ),
@@ -287,6 +369,47 @@ pub struct SiteView {
     pub first_time: u64,
     /// Last hit (FILETIME).
     pub last_time: u64,
+    /// Which load of the driver the site belongs to (1, 2, ...).
+    pub load: u16,
+    /// The call stack at the first hit, from the call site outwards.
+    pub stack: Vec<Frame>,
+}
+
+/// One return address of a recorded call stack.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Frame {
+    /// The address.
+    pub address: u64,
+    /// The verified driver it lies in (as loaded now), if any.
+    pub driver: Option<String>,
+    /// Its offset in that driver.
+    pub offset: Option<u64>,
+}
+
+impl Frame {
+    fn resolve(address: u64, targets: &[TargetView]) -> Frame {
+        match targets.iter().find(|t| !t.unloaded && t.contains(address)) {
+            Some(t) => Frame {
+                address,
+                driver: Some(t.name.clone()),
+                offset: Some(address - t.base),
+            },
+            None => Frame {
+                address,
+                driver: None,
+                offset: None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.driver, self.offset) {
+            (Some(d), Some(o)) => write!(f, "{d}+{o:#x}"),
+            _ => write!(f, "{:#x}", self.address),
+        }
+    }
 }
 
 /// `civctl log`.
@@ -301,33 +424,50 @@ pub struct LogView {
 }
 
 impl LogView {
-    /// Builds the view from every page of sites and the targets' names.
+    /// Builds the view from every page of sites and `status`'s targets,
+    /// ordered by driver, then load, then first hit.
     pub fn new(
         total: u32,
         dropped: u64,
         sites: impl IntoIterator<Item = SiteRecord>,
-        names: &[String],
+        targets: &[TargetView],
     ) -> LogView {
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        let mut sites: Vec<SiteView> = sites
+            .into_iter()
+            .map(|s| SiteView {
+                code: code_text(s.counter),
+                counter: s.counter.label(),
+                target: s.target,
+                driver: driver_name(&names, s.target),
+                api: api_name(s.api),
+                offset: s.offset,
+                hits: s.hits,
+                arg3: s.arg3,
+                arg4: s.arg4,
+                meaning: meaning(s.counter, s.offset, s.arg3, s.arg4),
+                first_time: s.first_time,
+                last_time: s.last_time,
+                load: s.load,
+                stack: s
+                    .stack()
+                    .iter()
+                    .map(|&a| Frame::resolve(a, targets))
+                    .collect(),
+            })
+            .collect();
+        sites.sort_by(|a, b| {
+            (&a.driver, a.load, a.first_time, a.offset).cmp(&(
+                &b.driver,
+                b.load,
+                b.first_time,
+                b.offset,
+            ))
+        });
         LogView {
             total,
             dropped,
-            sites: sites
-                .into_iter()
-                .map(|s| SiteView {
-                    code: code_text(s.counter),
-                    counter: s.counter.label(),
-                    target: s.target,
-                    driver: driver_name(names, s.target),
-                    api: api_name(s.api),
-                    offset: s.offset,
-                    hits: s.hits,
-                    arg3: s.arg3,
-                    arg4: s.arg4,
-                    meaning: meaning(s.counter, s.offset, s.arg3, s.arg4),
-                    first_time: s.first_time,
-                    last_time: s.last_time,
-                })
-                .collect(),
+            sites,
         }
     }
 
@@ -341,11 +481,12 @@ impl LogView {
         }
         for v in &self.sites {
             s.push_str(&format!(
-                "\n{} {}  {}+{:#x}  {}  hits {}  arg3 {:#x}  arg4 {:#x}\n    {}\n    first {}, last {}\n",
+                "\n{} {}  {}+{:#x} (load {})  {}  hits {}  arg3 {:#x}  arg4 {:#x}\n    {}\n    first {}, last {}\n",
                 v.code,
                 v.counter,
                 v.driver,
                 v.offset,
+                v.load,
                 v.api,
                 v.hits,
                 v.arg3,
@@ -354,6 +495,10 @@ impl LogView {
                 utc(v.first_time),
                 utc(v.last_time)
             ));
+            if !v.stack.is_empty() {
+                let frames: Vec<String> = v.stack.iter().map(Frame::to_string).collect();
+                s.push_str(&format!("    stack: {}\n", frames.join(" <- ")));
+            }
         }
         if self.dropped > 0 {
             s.push_str(&format!(
@@ -401,6 +546,8 @@ pub struct EventView {
     pub arg4: u64,
     /// What the arguments mean.
     pub meaning: String,
+    /// Which load of the driver (1, 2, ...).
+    pub load: u16,
 }
 
 impl EventView {
@@ -418,19 +565,21 @@ impl EventView {
             arg3: e.arg3,
             arg4: e.arg4,
             meaning: meaning(e.counter, e.offset, e.arg3, e.arg4),
+            load: e.load,
         }
     }
 
     /// One line for a person.
     pub fn to_line(&self) -> String {
         format!(
-            "#{} {}  {} {}  {}+{:#x}  {}  arg3 {:#x}  arg4 {:#x}  {}\n",
+            "#{} {}  {} {}  {}+{:#x} (load {})  {}  arg3 {:#x}  arg4 {:#x}  {}\n",
             self.seq,
             utc(self.time),
             self.code,
             self.counter,
             self.driver,
             self.offset,
+            self.load,
             self.api,
             self.arg3,
             self.arg4,
@@ -457,7 +606,7 @@ mod tests {
         t.size = 0x6000;
         t.counters[Counter::ExecutePoolType as usize] = 1;
         t.hooked_slots = 1;
-        t.flags = TargetRecord::IMAGE_CHECKED;
+        t.flags = TargetRecord::IMAGE_CHECKED | TargetRecord::NAMED;
         t
     }
 
@@ -472,6 +621,28 @@ mod tests {
             first_time: T,
             last_time: T,
             hits: 3,
+            load: 1,
+            stack: [0; protocol::STACK_FRAMES],
+        }
+    }
+
+    /// A target as `status` shows it.
+    fn target(name: &str, base: u64, size: u64) -> TargetView {
+        TargetView {
+            index: 0,
+            name: name.into(),
+            base,
+            size,
+            hooked_slots: 1,
+            conflicts: 0,
+            load: 1,
+            signature_level: None,
+            named: true,
+            late: false,
+            image_checked: true,
+            unloaded: false,
+            import_optimized: false,
+            counters: Counters([0; 7]),
         }
     }
 
@@ -494,9 +665,13 @@ mod tests {
             verify_level: 0x0200_0000,
             action: Action::Log,
             started_time: T,
+            flags: 0,
         };
         let mut early = TargetRecord::new("early.sys");
-        early.flags = TargetRecord::LATE | TargetRecord::IMAGE_CHECKED | TargetRecord::UNLOADED;
+        early.flags = TargetRecord::LATE
+            | TargetRecord::IMAGE_CHECKED
+            | TargetRecord::UNLOADED
+            | TargetRecord::NAMED;
         early.counters[Counter::ExecuteWriteSection as usize] = 2;
         let mut buf = vec![0u8; 4096];
         protocol::write_status(&head, [late_sys(), early], &mut buf).unwrap();
@@ -522,7 +697,10 @@ mod tests {
         assert_eq!(keys.len(), 7);
         let text = view.to_text();
         assert!(
-            text.contains("civ.sys 0.1.0 (protocol 1), running since 2026-11-25"),
+            text.contains(&format!(
+                "civ.sys 0.1.0 (protocol {}), running since 2026-11-25",
+                protocol::PROTOCOL_VERSION
+            )),
             "{text}"
         );
         assert!(text.contains("2 verified driver(s), 1 loaded"), "{text}");
@@ -566,7 +744,7 @@ mod tests {
                 None => break reply.total,
             }
         };
-        let view = LogView::new(total, 0, got, &["late.sys".to_string()]);
+        let view = LogView::new(total, 0, got, &[target("late.sys", 0, 0)]);
         assert_eq!(view.sites.len(), 5);
         let j = serde_json::to_value(&view).unwrap();
         let s = &j["sites"][0];
@@ -583,7 +761,7 @@ mod tests {
         );
         let text = view.to_text();
         assert!(
-            text.contains("0x2000 Execute Pool Type  late.sys+0x1a2b  ExAllocatePoolWithTag  hits 3  arg3 0x0  arg4 0x49437866"),
+            text.contains("0x2000 Execute Pool Type  late.sys+0x1a2b (load 1)  ExAllocatePoolWithTag  hits 3  arg3 0x0  arg4 0x49437866"),
             "{text}"
         );
         assert!(text.contains("first 2026-11-25 08:31:57.123 UTC"), "{text}");
@@ -606,35 +784,40 @@ mod tests {
         prot.counter = Counter::ExecutePageProtection;
         prot.arg3 = 0x40;
         prot.arg4 = 0;
-        let names = ["a.sys".to_string(), "wx.sys".to_string()];
-        let view = LogView::new(4, 2, [wx, relocs, mdl, prot], &names);
+        // The log keeps an image finding's section name in arg4.
+        wx.arg4 = u64::from_le_bytes(*b"INIT\0\0\0\0");
+        relocs.arg4 = 0;
+        let targets = [target("a.sys", 0, 0), target("wx.sys", 0, 0)];
+        let view = LogView::new(4, 2, [wx, relocs, mdl, prot], &targets);
+        // Ordered by driver name: "(unknown driver)", "target #7", "wx.sys".
         let s = &view.sites;
-        assert_eq!(
-            (s[0].api.as_str(), s[0].driver.as_str()),
-            ("image", "wx.sys")
-        );
-        assert_eq!(s[0].code, "0x2003");
+        assert_eq!(s[0].driver, "(unknown driver)");
         assert!(
-            s[0].meaning
-                .contains("writable and executable (rva 0x3000)"),
+            s[0].meaning.contains("NormalPagePriority"),
             "{}",
             s[0].meaning
         );
-        assert_eq!(s[1].code, "relocs");
-        assert!(s[1].meaning.contains("straddling a page"));
-        assert_eq!(s[2].driver, "(unknown driver)");
+        assert!(!s[0].meaning.contains("reserved"), "{}", s[0].meaning);
+        assert_eq!(s[1].driver, "target #7");
         assert!(
-            s[2].meaning.contains("NormalPagePriority"),
+            s[1].meaning.contains("PAGE_EXECUTE_READWRITE"),
             "{}",
-            s[2].meaning
+            s[1].meaning
         );
-        assert!(!s[2].meaning.contains("reserved"), "{}", s[2].meaning);
-        assert_eq!(s[3].driver, "target #7");
+        let (wx, relocs) = if s[2].code == "0x2003" {
+            (&s[2], &s[3])
+        } else {
+            (&s[3], &s[2])
+        };
+        assert_eq!((wx.api.as_str(), wx.driver.as_str()), ("image", "wx.sys"));
         assert!(
-            s[3].meaning.contains("PAGE_EXECUTE_READWRITE"),
+            wx.meaning
+                .contains("writable and executable (rva 0x3000, section INIT): it is the discardable INIT section"),
             "{}",
-            s[3].meaning
+            wx.meaning
         );
+        assert_eq!(relocs.code, "relocs");
+        assert!(relocs.meaning.contains("straddling a page"));
         assert!(view.to_text().contains("2 site(s) not recorded"));
         assert_eq!(api_name(200), "api #200");
         assert_eq!(
@@ -657,6 +840,7 @@ mod tests {
             offset: 0x10,
             arg3: 0,
             arg4: 0,
+            load: 2,
         };
         let mut buf = vec![0u8; 1024];
         protocol::write_events(
@@ -673,11 +857,119 @@ mod tests {
         let e = EventView::new(&reply.events.get(0).unwrap(), &["late.sys".to_string()]);
         let line = e.to_line();
         assert!(
-            line.starts_with("#4 2026-11-25 08:31:57.123 UTC  0x2000 Execute Pool Type  late.sys+0x10  ExAllocatePool  arg3 0x0  arg4 0x0  POOL_TYPE NonPagedPool (executable); no pool tag"),
+            line.starts_with("#4 2026-11-25 08:31:57.123 UTC  0x2000 Execute Pool Type  late.sys+0x10 (load 2)  ExAllocatePool  arg3 0x0  arg4 0x0  POOL_TYPE NonPagedPool (executable); no pool tag"),
             "{line}"
         );
         let j = serde_json::to_value(&e).unwrap();
         assert_eq!(j["seq"], 4);
         assert_eq!(j["api"], "ExAllocatePool");
+    }
+
+    #[test]
+    fn status_says_pinned_loads_conflicts_signers_and_import_optimization() {
+        let head = StatusHead {
+            verify_level: 0x0200_0000,
+            action: Action::Log,
+            started_time: T,
+            flags: StatusHead::PINNED,
+        };
+        let mut reloaded = late_sys();
+        reloaded.flags &= !TargetRecord::NAMED;
+        reloaded.load = 3;
+        reloaded.conflicts = 2;
+        reloaded.signature_level = 8;
+        reloaded.flags |= TargetRecord::IMPORT_OPTIMIZED;
+        let mut plain = TargetRecord::new("named.sys");
+        plain.flags = TargetRecord::IMAGE_CHECKED | TargetRecord::NAMED;
+        plain.load = 1;
+        let mut buf = vec![0u8; 4096];
+        protocol::write_status(&head, [reloaded, plain], &mut buf).unwrap();
+        let view = StatusView::new(
+            &Version::new(0, 1, 0, 0),
+            &decode_reply_status(&buf).unwrap(),
+        );
+        assert!(view.pinned);
+        let t = &view.targets[0];
+        assert_eq!(
+            (
+                t.load,
+                t.conflicts,
+                t.signature_level,
+                t.named,
+                t.import_optimized
+            ),
+            (3, 2, Some(8), false, true)
+        );
+        assert_eq!(view.targets[1].signature_level, None);
+        let text = view.to_text();
+        for needle in [
+            "stays loaded until reboot",
+            "late.sys  base 0xfffff80120000000  size 0x6000  1 hooked slot(s)  load 3  (by pattern)",
+            "signature level 8 (Microsoft)",
+            "2 slot(s) held another routine",
+            "IMPORT CALL OPTIMIZATION",
+        ] {
+            assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+        }
+        assert!(
+            text.contains("named.sys  base 0x0  size 0x0  0 hooked slot(s)\n"),
+            "a plain target has no marks:\n{text}"
+        );
+        let j = serde_json::to_value(&view).unwrap();
+        assert_eq!(j["pinned"], true);
+        assert_eq!(j["targets"][0]["load"], 3);
+        assert_eq!(j["targets"][0]["import_optimized"], true);
+    }
+
+    #[test]
+    fn log_shows_each_load_apart_in_order_with_its_call_stack() {
+        let base = 0xFFFF_F801_2000_0000u64;
+        let mut second = site(0, "ExAllocatePoolWithTag");
+        second.load = 2;
+        second.first_time = T + 5;
+        second.stack = [
+            base + 0x1a2b,
+            base + 0x1100,
+            0xFFFF_F800_0000_1234,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let mut first = site(0, "ExAllocatePoolWithTag");
+        first.first_time = T + 9;
+        let mut other = site(1, "ExAllocatePool");
+        other.first_time = T;
+        let targets = [target("late.sys", base, 0x6000), target("b.sys", 0, 0)];
+        let view = LogView::new(3, 0, [second, other, first], &targets);
+        let order: Vec<(String, u16)> = view
+            .sites
+            .iter()
+            .map(|s| (s.driver.clone(), s.load))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("b.sys".into(), 1),
+                ("late.sys".into(), 1),
+                ("late.sys".into(), 2)
+            ],
+            "by driver, then load"
+        );
+        let frames = &view.sites[2].stack;
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].to_string(), "late.sys+0x1a2b");
+        assert_eq!(frames[1].to_string(), "late.sys+0x1100");
+        assert_eq!(frames[2].to_string(), "0xfffff80000001234");
+        let text = view.to_text();
+        assert!(text.contains("late.sys+0x1a2b (load 2)"), "{text}");
+        assert!(
+            text.contains("    stack: late.sys+0x1a2b <- late.sys+0x1100 <- 0xfffff80000001234\n"),
+            "{text}"
+        );
+        let j = serde_json::to_value(&view).unwrap();
+        assert_eq!(j["sites"][2]["stack"][1]["offset"], 0x1100);
+        assert_eq!(j["sites"][2]["stack"][2]["driver"], serde_json::Value::Null);
     }
 }

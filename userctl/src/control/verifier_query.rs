@@ -85,6 +85,7 @@ mod tests {
             verify_level: 0x0200_0000,
             action: Action::Log,
             started_time: 0,
+            flags: 0,
         };
         let mut buf = vec![0u8; 8192];
         let n = civ_engine::protocol::write_status(&head, targets.iter().copied(), &mut buf)
