@@ -14,7 +14,14 @@ pub mod names;
 pub mod stack;
 pub mod walk;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The fixture driver with frames and calls of known shape
+/// (tests/fixtures/rust/unwind_probe.rs), built with its PDB.
+pub fn probe_fixture() -> PathBuf {
+    crate::build_rust("unwind_probe.sys", "unwind_probe.rs", &[], &[], |_| Ok(()))
+        .unwrap_or_else(|e| panic!("cannot build fixture unwind_probe.sys: {e}"))
+}
 
 /// A built image, read for the analyses: its functions, its calls, and
 /// its PDB's names when the PDB beside it is the one it was linked with.

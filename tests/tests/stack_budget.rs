@@ -10,7 +10,9 @@
 //! are known statically; a kernel routine ends a chain.
 
 use civ_fixtures::unwind::Analysis;
+use civ_fixtures::unwind::calls::{Callee, Transfer};
 use civ_fixtures::unwind::stack::Budget;
+use civ_fixtures::unwind::walk;
 use std::fmt::Write as _;
 use std::process::Command;
 
@@ -92,6 +94,100 @@ fn every_entry_stub_is_an_entry_point_whose_chain_reaches_the_engine() {
             budget.describe(stub, |r| a.name(r))
         );
     }
+}
+
+/// The analysis on a fixture driver whose shape its source states
+/// (tests/fixtures/rust/unwind_probe.rs), named by its PDB.
+#[test]
+fn the_analysis_follows_tables_tail_calls_and_recursion_in_a_fixture_driver() {
+    let a = Analysis::of(&civ_fixtures::unwind::probe_fixture()).expect("the fixture");
+    assert!(a.names.has_procedures(), "{:?}", a.names_note);
+    let find = |name: &str| -> u32 {
+        let full = format!("unwind_probe::{name}");
+        a.code
+            .functions
+            .keys()
+            .copied()
+            .find(|&f| a.name(f) == full)
+            .unwrap_or_else(|| panic!("no function {full}"))
+    };
+    let (entry, small, large, tail) = (
+        find("driver_entry"),
+        find("small_frame"),
+        find("large_frame"),
+        find("tail"),
+    );
+    let budget = Budget::measure(&a.image, &a.code, &a.calls);
+    // The 3,000-byte buffer is in large_frame's frame, read from its
+    // unwind codes.
+    let frame = budget.frames[&large];
+    assert!(
+        (3000..3200).contains(&frame),
+        "large_frame's frame: {frame}"
+    );
+    // DriverEntry calls large_frame and small_frame only through the
+    // table HANDLERS is set to point to, and the kernel's routine through
+    // the global it stores it in.
+    let indirect: Vec<&Callee> = a
+        .calls
+        .sites
+        .iter()
+        .filter(|s| s.function == entry && s.indirect)
+        .flat_map(|s| &s.callees)
+        .collect();
+    for expected in [Callee::Own(large), Callee::Own(small)] {
+        assert!(
+            indirect.contains(&&expected),
+            "{expected:?} in {indirect:?}"
+        );
+    }
+    assert!(
+        indirect.iter().any(|c| matches!(c, Callee::RunTime(_))),
+        "{indirect:?}"
+    );
+    assert!(
+        indirect.contains(&&Callee::Import(
+            "ntoskrnl.exe!MmGetSystemRoutineAddress".into()
+        )),
+        "{indirect:?}"
+    );
+    // So the deepest chain from DriverEntry is its frame on large_frame's.
+    let chain = &budget.chains[&entry];
+    assert_eq!(
+        chain.links.iter().map(|l| l.function).collect::<Vec<_>>(),
+        [entry, large],
+        "{}",
+        budget.describe(entry, |r| a.name(r))
+    );
+    assert_eq!(chain.bytes, budget.frames[&entry] + frame);
+    // `tail` ends in a jump to small_frame, which takes its frame's place.
+    assert!(
+        a.calls.sites.iter().any(|s| s.function == tail
+            && s.transfer == Transfer::TailJump
+            && s.callees == [Callee::Own(small)]),
+        "tail's jump"
+    );
+    assert_eq!(
+        budget.chains[&tail].bytes,
+        budget.frames[&small].max(budget.frames[&tail])
+    );
+    // ping and pong call each other (the compiler may fold one into the
+    // other): a cycle.
+    assert!(
+        budget
+            .recursion
+            .iter()
+            .flatten()
+            .any(|f| a.name(*f).starts_with("unwind_probe::p")),
+        "{:?}",
+        budget.recursion
+    );
+    // The compiler's unwind data is right at every instruction.
+    let report = walk::check(&a.image, &a.code);
+    assert!(
+        report.checked > 50 && report.mismatches.is_empty(),
+        "{report:?}"
+    );
 }
 
 /// Each RUNTIME_FUNCTION's stack bytes as `llvm-readobj --unwind` shows
