@@ -36,6 +36,8 @@ struct Stack {
 }
 
 const RSP: usize = 4;
+/// Registers a call may change: rax, rcx, rdx, r8 to r11.
+const VOLATILE: [usize; 7] = [0, 1, 2, 8, 9, 10, 11];
 
 fn gpr(r: Register) -> Option<usize> {
     let full = r.full_register();
@@ -86,35 +88,47 @@ fn step(ins: &Instruction, s: &Stack, in_prolog: bool, info: &mut InstructionInf
         Mnemonic::Leave => new_rsp = Some(s.frame[5].map(|k| k - 8)),
         _ => {}
     }
-    // Whatever else the instruction writes is no longer known.
-    for used in info.info(ins).used_registers() {
-        if matches!(
-            used.access(),
-            OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
-        ) && let Some(r) = gpr(used.register())
-        {
-            if r == RSP {
-                if new_rsp.is_none() && !matches!(ins.mnemonic(), Mnemonic::Call | Mnemonic::Ret) {
-                    new_rsp = Some(None);
-                }
-            } else {
-                out.frame[r] = None;
-                if r == 0 && !(ins.flow_control() == FlowControl::Call && in_prolog) {
-                    out.rax = None;
-                }
+    // Whatever else the instruction writes is no longer known; a call may
+    // change the volatile registers, except that the stack probe a prolog
+    // calls keeps RAX.
+    let call = matches!(
+        ins.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    );
+    let mut written: Vec<usize> = info
+        .info(ins)
+        .used_registers()
+        .iter()
+        .filter(|u| {
+            matches!(
+                u.access(),
+                OpAccess::Write
+                    | OpAccess::ReadWrite
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadCondWrite
+            )
+        })
+        .filter_map(|u| gpr(u.register()))
+        .collect();
+    if call {
+        written.extend(VOLATILE);
+    }
+    for r in written {
+        if r == RSP {
+            // Pushes, pops, calls and returns are counted above.
+            if new_rsp.is_none() && !call && ins.flow_control() != FlowControl::Return {
+                new_rsp = Some(None);
+            }
+        } else {
+            out.frame[r] = None;
+            if r == 0 && !(call && in_prolog) {
+                out.rax = None;
             }
         }
     }
-    if ins.flow_control() == FlowControl::Call || ins.flow_control() == FlowControl::IndirectCall {
-        for r in [1, 2, 8, 9, 10, 11] {
-            out.frame[r] = None;
-        }
-        out.frame[0] = None;
-        if !in_prolog {
-            out.rax = None;
-        }
-    }
-    if ins.mnemonic() == Mnemonic::Mov && op0 == Some(0) && ins.op_count() == 2 {
+    if ins.mnemonic() == Mnemonic::Mov
+        && matches!(ins.op0_register(), Register::EAX | Register::RAX)
+    {
         out.rax = imm(1).map(|v| v as u64);
     }
     if let Some((r, v)) = new_reg {
@@ -128,11 +142,11 @@ fn step(ins: &Instruction, s: &Stack, in_prolog: bool, info: &mut InstructionInf
 
 fn merge(a: &Stack, b: &Stack) -> Stack {
     let mut out = *a;
+    // Two known depths that differ: the code is inconsistent there.
+    out.conflict |= b.conflict || a.depth.is_some() && b.depth.is_some() && a.depth != b.depth;
     if a.depth != b.depth {
-        out.conflict = a.depth.is_some() && b.depth.is_some() || a.conflict || b.conflict;
         out.depth = None;
     }
-    out.conflict |= b.conflict;
     for (o, v) in out.frame.iter_mut().zip(&b.frame) {
         if *o != *v {
             *o = None;
@@ -174,13 +188,45 @@ fn epilog_at(
     rf: RuntimeFunction,
     chain: &UnwindChain,
 ) -> Option<Epilog> {
-    let b = image.bytes_at(pc)?;
+    // A direct jump ends an epilog if it leaves the function: a target
+    // outside this range and not in another part of the same function, or
+    // the function's own start.
+    let outside = |target: u32| {
+        if rf.contains(target) {
+            return target == rf.begin && chain.infos.len() == 1;
+        }
+        match image
+            .runtime_function_at(target)
+            .and_then(|t| image.unwind(t).ok())
+        {
+            Some(c) if c.primary == chain.primary => target == chain.primary.begin,
+            _ => true,
+        }
+    };
+    epilog_shape(
+        image.bytes_at(pc)?,
+        pc,
+        chain.infos.first()?.frame_register,
+        outside,
+    )
+}
+
+/// Matches the bytes `b` (at RVA `pc`) against the epilog forms: an
+/// optional `add rsp, imm8/imm32` or `lea rsp, [frame register + disp]`,
+/// any number of pops, then `ret`, `rep ret`, a direct jump for which
+/// `outside` holds, `jmp [rip + disp]` or a REX.W `jmp` through a register
+/// or memory.
+fn epilog_shape(
+    b: &[u8],
+    pc: u32,
+    frame_register: u8,
+    outside: impl Fn(u32) -> bool,
+) -> Option<Epilog> {
     let byte = |i: usize| b.get(i).copied();
     let i32_at = |i: usize| -> Option<i64> {
         let x = b.get(i..i + 4)?;
         Some(i64::from(i32::from_le_bytes([x[0], x[1], x[2], x[3]])))
     };
-    let frame_register = chain.infos.first()?.frame_register;
     let mut e = Epilog {
         add: None,
         lea: None,
@@ -223,26 +269,11 @@ fn epilog_at(
         e.pops += 1;
     }
     let here = i64::from(pc) + i as i64;
-    let outside = |target: i64| {
-        let target = target as u32;
-        if !rf.contains(target) {
-            // A part of the same function is not outside it, unless the
-            // jump goes to the function's start.
-            match image
-                .runtime_function_at(target)
-                .and_then(|t| image.unwind(t).ok())
-            {
-                Some(c) if c.primary == chain.primary => target == chain.primary.begin,
-                _ => true,
-            }
-        } else {
-            target == rf.begin && chain.infos.len() == 1
-        }
-    };
+    let target = |t: i64| u32::try_from(t).is_ok_and(&outside);
     let is_epilog = match (byte(i)?, byte(i + 1), byte(i + 2)) {
         (0xC3 | 0xC2, _, _) | (0xF3, Some(0xC3), _) => true,
-        (0xEB, Some(d), _) => outside(here + 2 + i64::from(d as i8)),
-        (0xE9, _, _) => outside(here + 5 + i32_at(i + 1)?),
+        (0xEB, Some(d), _) => target(here + 2 + i64::from(d as i8)),
+        (0xE9, _, _) => target(here + 5 + i32_at(i + 1)?),
         (0xFF, Some(0x25), _) => true,
         (rex, Some(0xFF), Some(modrm)) => rex & 0xF8 == 0x48 && modrm & 0x38 == 0x20,
         _ => false,
@@ -386,5 +417,66 @@ fn check_function(image: &Image<'_>, f: &Function, report_to: &mut Report) {
                 left.map_or("an unknown number of".into(), |d| d.to_string())
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The epilog read at the start of `code` (at RVA 0x100; jumps to
+    /// 0x1000 and beyond leave the function), as (add, lea, pops).
+    fn epilog(code: &[u8], frame_register: u8) -> Option<(Option<i64>, Option<i64>, i64)> {
+        epilog_shape(code, 0x100, frame_register, |t| t >= 0x1000).map(|e| (e.add, e.lea, e.pops))
+    }
+
+    #[test]
+    fn the_epilog_forms_the_unwinder_recognises() {
+        // add rsp, 0x28; pop rbx; pop r12; ret
+        assert_eq!(
+            epilog(&[0x48, 0x83, 0xC4, 0x28, 0x5B, 0x41, 0x5C, 0xC3], 0),
+            Some((Some(40), None, 2))
+        );
+        // add rsp, 0x1000; ret
+        assert_eq!(
+            epilog(&[0x48, 0x81, 0xC4, 0x00, 0x10, 0, 0, 0xC3], 0),
+            Some((Some(4096), None, 0))
+        );
+        // lea rsp, [rbp + 0x10]; pop rbp; ret, with rbp the frame register.
+        assert_eq!(
+            epilog(&[0x48, 0x8D, 0x65, 0x10, 0x5D, 0xC3], 5),
+            Some((None, Some(16), 1))
+        );
+        // add rsp, 0x28; rex.w jmp rax: a tail jump through a register.
+        assert_eq!(
+            epilog(&[0x48, 0x83, 0xC4, 0x28, 0x48, 0xFF, 0xE0], 0),
+            Some((Some(40), None, 0))
+        );
+        // jmp [rip + x]: a tail jump through the IAT.
+        assert_eq!(epilog(&[0xFF, 0x25, 0, 0, 0, 0], 0), Some((None, None, 0)));
+        // jmp rel32 out of the function (0x105 + 0x1000).
+        assert_eq!(epilog(&[0xE9, 0x00, 0x10, 0, 0], 0), Some((None, None, 0)));
+        // rep ret
+        assert_eq!(epilog(&[0xF3, 0xC3], 0), Some((None, None, 0)));
+    }
+
+    #[test]
+    fn code_that_merely_looks_like_an_epilog_is_not_one() {
+        // add rsp, 0x28; jmp rax without REX.W: a jump inside the function.
+        assert_eq!(epilog(&[0x48, 0x83, 0xC4, 0x28, 0xFF, 0xE0], 0), None);
+        // add rsp, 0x28; mov rcx, [rsp + 8]; ...: something between.
+        assert_eq!(
+            epilog(
+                &[0x48, 0x83, 0xC4, 0x28, 0x48, 0x8B, 0x4C, 0x24, 0x08, 0xC3],
+                0
+            ),
+            None
+        );
+        // jmp rel8 to a block of the same function.
+        assert_eq!(epilog(&[0xEB, 0x10], 0), None);
+        // lea rsp, [rbp + 0x10] when rbp is not the frame register.
+        assert_eq!(epilog(&[0x48, 0x8D, 0x65, 0x10, 0xC3], 0), None);
+        // A call is no epilog.
+        assert_eq!(epilog(&[0xE8, 0, 0, 0, 0], 0), None);
     }
 }
