@@ -78,6 +78,12 @@ impl Analysis {
         })
     }
 
+    /// civ.sys as the WDM build makes it ([`crate::wine::civ_sys`]).
+    pub fn of_civ_sys() -> Analysis {
+        let path = crate::wine::civ_sys();
+        Analysis::of(&path).unwrap_or_else(|e| panic!("cannot analyse civ.sys: {e}"))
+    }
+
     /// A function's or an instruction's name: its procedure (`name` or
     /// `name+0x12`); else the public symbol before it, if no other
     /// function starts in between that something calls or whose address
@@ -455,6 +461,18 @@ mod tests {
         [offset, op | (info << 4)]
     }
 
+    /// The frame of a function whose unwind info is at the start of `b`.
+    fn frame_of(b: &[u8]) -> u32 {
+        let f = RuntimeFunction {
+            begin: 0,
+            end: 16,
+            unwind: 0,
+        };
+        read_chain(f, |rva| b.get(rva as usize..))
+            .unwrap()
+            .frame_bytes()
+    }
+
     #[test]
     fn pushes_and_a_small_alloc() {
         // push rbx (1 byte); push rsi (1); sub rsp, 0x28 (4).
@@ -479,16 +497,7 @@ mod tests {
         );
         assert_eq!(i.prolog_size, 6);
         assert_eq!(i.stack_bytes(), 56);
-        let chain = read_chain(
-            RuntimeFunction {
-                begin: 0,
-                end: 16,
-                unwind: 0,
-            },
-            |rva| b.get(rva as usize..),
-        )
-        .unwrap();
-        assert_eq!(chain.frame_bytes(), 64);
+        assert_eq!(frame_of(&b), 64);
     }
 
     #[test]
@@ -594,16 +603,7 @@ mod tests {
     #[test]
     fn a_machine_frame_replaces_the_return_address() {
         let b = info(0, 0, 0, &[code(0, 10, 1)], &[]);
-        let chain = read_chain(
-            RuntimeFunction {
-                begin: 0,
-                end: 1,
-                unwind: 0,
-            },
-            |rva| b.get(rva as usize..),
-        )
-        .unwrap();
-        assert_eq!(chain.frame_bytes(), 48);
+        assert_eq!(frame_of(&b), 48);
     }
 
     #[test]

@@ -23,14 +23,9 @@ const MAX_CHAIN: u32 = 6144;
 /// Offenders listed in a failure.
 const SHOWN: usize = 12;
 
-fn civ_sys() -> Analysis {
-    let path = civ_fixtures::wine::civ_sys();
-    Analysis::of(&path).unwrap_or_else(|e| panic!("cannot analyse civ.sys: {e}"))
-}
-
 #[test]
 fn civ_sys_frames_and_chains_are_within_the_stack_budget() {
-    let a = civ_sys();
+    let a = Analysis::of_civ_sys();
     let budget = Budget::measure(&a.image, &a.code, &a.calls);
     let frames = budget.frames_over(MAX_FRAME);
     let chains = budget.chains_over(MAX_CHAIN);
@@ -71,7 +66,7 @@ fn civ_sys_frames_and_chains_are_within_the_stack_budget() {
 fn every_entry_stub_is_an_entry_point_whose_chain_reaches_the_engine() {
     // The stubs are the pointers civ writes into targets' IATs: found as
     // the relocated pointers of the ENTRIES table, named in the PDB.
-    let a = civ_sys();
+    let a = Analysis::of_civ_sys();
     let budget = Budget::measure(&a.image, &a.code, &a.calls);
     let stubs: Vec<u32> = budget
         .roots

@@ -10,14 +10,9 @@
 
 use civ_fixtures::unwind::{Analysis, walk};
 
-fn civ_sys() -> Analysis {
-    let path = civ_fixtures::wine::civ_sys();
-    Analysis::of(&path).unwrap_or_else(|e| panic!("cannot analyse civ.sys: {e}"))
-}
-
 #[test]
 fn every_call_in_civ_sys_lies_inside_a_runtime_function() {
-    let a = civ_sys();
+    let a = Analysis::of_civ_sys();
     assert!(
         a.code.call_instructions.len() > 100,
         "the disassembly finds civ.sys's calls"
@@ -40,7 +35,7 @@ fn every_call_in_civ_sys_lies_inside_a_runtime_function() {
 
 #[test]
 fn every_runtime_function_of_civ_sys_is_well_formed() {
-    let a = civ_sys();
+    let a = Analysis::of_civ_sys();
     let table = &a.image.runtime_functions;
     assert!(!table.is_empty(), "civ.sys has a .pdata table");
     let mut problems = Vec::new();
@@ -71,7 +66,7 @@ fn every_runtime_function_of_civ_sys_is_well_formed() {
 
 #[test]
 fn a_stack_walk_finds_the_return_address_at_every_instruction_of_civ_sys() {
-    let a = civ_sys();
+    let a = Analysis::of_civ_sys();
     let report = walk::check(&a.image, &a.code);
     // Nearly all code is reached from function starts (not code after a
     // jump through a table, or padding): the check is not vacuous.
