@@ -14,11 +14,9 @@
 //! [`Callee::Unknown`]; a global the code fills with a value it computes
 //! (a routine looked up by name) is [`Callee::RunTime`].
 
-use super::code::{Code, Function, flow};
+use super::code::{Code, Function, flow, gpr, writes, written_registers};
 use super::image::Image;
-use iced_x86::{
-    FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
-};
+use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A value a register holds, as far as the analysis knows.
@@ -35,15 +33,6 @@ enum Value {
 }
 
 type Registers = [Value; 16];
-
-/// Registers a call may change (the Windows x64 convention's volatile
-/// ones): rax, rcx, rdx, r8 to r11.
-const VOLATILE: [usize; 7] = [0, 1, 2, 8, 9, 10, 11];
-
-fn gpr(r: Register) -> Option<usize> {
-    let full = r.full_register();
-    full.is_gpr64().then(|| full.number())
-}
 
 /// What an instruction's memory operand addresses, in [`Value`] terms:
 /// `Contents(rva)` for a global, `Field` for a table entry.
@@ -99,29 +88,11 @@ impl Tracker {
             )),
             _ => None,
         };
-        let mut info = self.info.borrow_mut();
-        for used in info.info(ins).used_registers() {
-            if matches!(
-                used.access(),
-                OpAccess::Write
-                    | OpAccess::ReadWrite
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadCondWrite
-            ) && let Some(r) = gpr(used.register())
-            {
-                after[r] = Value::Unknown;
-            }
+        for r in written_registers(&mut self.info.borrow_mut(), ins) {
+            after[r] = Value::Unknown;
         }
         if let Some((d, value)) = assign {
             after[d] = value;
-        }
-        if matches!(
-            ins.flow_control(),
-            FlowControl::Call | FlowControl::IndirectCall
-        ) {
-            for r in VOLATILE {
-                after[r] = Value::Unknown;
-            }
         }
         after
     }
@@ -132,15 +103,11 @@ impl Tracker {
             return None;
         }
         let mut info = self.info.borrow_mut();
-        let writes = info.info(ins).used_memory().iter().any(|m| {
-            matches!(
-                m.access(),
-                OpAccess::Write
-                    | OpAccess::ReadWrite
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadCondWrite
-            )
-        });
+        let writes = info
+            .info(ins)
+            .used_memory()
+            .iter()
+            .any(|m| writes(m.access()));
         let Value::Contents(slot) = memory_slot(ins, regs) else {
             return None;
         };

@@ -8,7 +8,10 @@
 
 use super::RuntimeFunction;
 use super::image::Image;
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
+    OpKind, Register,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
@@ -80,6 +83,47 @@ impl Function {
             ) && i.code() != iced_x86::Code::INVALID
         })
     }
+}
+
+/// Registers a call may change (the Windows x64 convention's volatile
+/// ones): rax, rcx, rdx, r8 to r11, by number.
+pub(super) const VOLATILE: [usize; 7] = [0, 1, 2, 8, 9, 10, 11];
+
+/// The number (0 = rax .. 15 = r15) of the 64-bit register `r` is part of,
+/// if it is a general-purpose one.
+pub(super) fn gpr(r: Register) -> Option<usize> {
+    let full = r.full_register();
+    full.is_gpr64().then(|| full.number())
+}
+
+/// Does the access change the operand?
+pub(super) fn writes(access: OpAccess) -> bool {
+    matches!(
+        access,
+        OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+    )
+}
+
+/// The general-purpose registers `ins` changes (numbers, as [`gpr`]),
+/// a call's volatile registers included.
+pub(super) fn written_registers(
+    info: &mut InstructionInfoFactory,
+    ins: &Instruction,
+) -> Vec<usize> {
+    let mut out: Vec<usize> = info
+        .info(ins)
+        .used_registers()
+        .iter()
+        .filter(|u| writes(u.access()))
+        .filter_map(|u| gpr(u.register()))
+        .collect();
+    if matches!(
+        ins.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    ) {
+        out.extend(VOLATILE);
+    }
+    out
 }
 
 /// Entries read from one jump table at most.

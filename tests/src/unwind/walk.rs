@@ -14,12 +14,10 @@
 //! RUNTIME_FUNCTION, `[rsp]` (a leaf). Any difference is a place where a
 //! crash dump's stack walk would go wrong.
 
-use super::code::{Code, Function, flow};
+use super::code::{Code, Function, flow, gpr, written_registers};
 use super::image::Image;
 use super::{RuntimeFunction, UnwindChain, UnwindOp};
-use iced_x86::{
-    FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
-};
+use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register};
 
 /// What the walk knows of the stack before an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,13 +34,6 @@ struct Stack {
 }
 
 const RSP: usize = 4;
-/// Registers a call may change: rax, rcx, rdx, r8 to r11.
-const VOLATILE: [usize; 7] = [0, 1, 2, 8, 9, 10, 11];
-
-fn gpr(r: Register) -> Option<usize> {
-    let full = r.full_register();
-    full.is_gpr64().then(|| full.number())
-}
 
 /// The stack after `ins`. `in_prolog`: the instruction lies in its
 /// function's prolog, where a call can only be the stack probe
@@ -95,25 +86,7 @@ fn step(ins: &Instruction, s: &Stack, in_prolog: bool, info: &mut InstructionInf
         ins.flow_control(),
         FlowControl::Call | FlowControl::IndirectCall
     );
-    let mut written: Vec<usize> = info
-        .info(ins)
-        .used_registers()
-        .iter()
-        .filter(|u| {
-            matches!(
-                u.access(),
-                OpAccess::Write
-                    | OpAccess::ReadWrite
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadCondWrite
-            )
-        })
-        .filter_map(|u| gpr(u.register()))
-        .collect();
-    if call {
-        written.extend(VOLATILE);
-    }
-    for r in written {
+    for r in written_registers(info, ins) {
         if r == RSP {
             // Pushes, pops, calls and returns are counted above.
             if new_rsp.is_none() && !call && ins.flow_control() != FlowControl::Return {
