@@ -56,11 +56,14 @@ impl Analysis {
             ),
             Some(guid) => match names::Names::read(&pdb, guid) {
                 Err(e) => (names::Names::default(), Some(e)),
-                Ok(n) if !n.has_procedures() => (
+                // Without debug info for the image's own code (the
+                // precompiled core library brings some of its own), the
+                // entry point has only a public symbol.
+                Ok(n) if !n.symbol_before(image.entry).is_some_and(|s| s.2) => (
                     n,
                     Some(format!(
-                        "{} has public symbols only (a build without debug info): \
-                         functions civ does not export are named by RVA; build with \
+                        "{} has no debug info for the image's own code: functions not \
+                         exported are named by RVA; build with \
                          `--config 'profile.release.debug=\"line-tables-only\"'` for all \
                          names (the code is the same)",
                         pdb.display()

@@ -12,8 +12,6 @@ use std::path::Path;
 pub struct Names {
     /// Start, length if known, name; sorted by start.
     symbols: Vec<(u32, Option<u32>, String)>,
-    /// How many came from procedure records.
-    procedures: usize,
 }
 
 fn pdb_error(path: &Path) -> impl Fn(pdb::Error) -> String + '_ {
@@ -54,7 +52,6 @@ impl Names {
                     names
                         .symbols
                         .push((rva.0, Some(p.len), p.name.to_string().into_owned()));
-                    names.procedures += 1;
                 }
             }
         }
@@ -73,11 +70,6 @@ impl Names {
         }
         names.symbols.sort_by_key(|(start, _, _)| *start);
         Ok(names)
-    }
-
-    /// Did the PDB have procedure records (a build with debug info)?
-    pub fn has_procedures(&self) -> bool {
-        self.procedures > 0
     }
 
     /// The symbol at or before `rva`: its start, its name, and whether it
