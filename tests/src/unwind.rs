@@ -355,7 +355,10 @@ impl UnwindInfo {
     /// The bytes this info's codes put on the stack (the chained infos'
     /// not included).
     pub fn stack_bytes(&self) -> u32 {
-        self.codes.iter().map(|c| c.op.stack_bytes()).sum()
+        // Saturating: sizes come from the image, which may be corrupt.
+        self.codes
+            .iter()
+            .fold(0, |n, c| n.saturating_add(c.op.stack_bytes()))
     }
 
     /// Does the function run on an interrupt's machine frame (instead of
@@ -432,13 +435,16 @@ impl UnwindChain {
     /// allocation of the chain, plus the return address its caller's
     /// `call` pushed (or the machine frame, for an interrupt routine).
     pub fn frame_bytes(&self) -> u32 {
-        let own: u32 = self.infos.iter().map(UnwindInfo::stack_bytes).sum();
+        let own = self
+            .infos
+            .iter()
+            .fold(0u32, |n, i| n.saturating_add(i.stack_bytes()));
         let entry = if self.infos.iter().any(UnwindInfo::has_machine_frame) {
             0
         } else {
             8
         };
-        own + entry
+        own.saturating_add(entry)
     }
 }
 

@@ -262,7 +262,7 @@ impl Search<'_> {
         for &(g, via) in self.edges.get(&f).map(Vec::as_slice).unwrap_or(&[]) {
             let below = self.deepest(g);
             let total = match via {
-                Transfer::Call => frame + below,
+                Transfer::Call => frame.saturating_add(below),
                 // The callee's frame takes the place of the caller's.
                 Transfer::TailJump | Transfer::FallThrough => below,
             };
