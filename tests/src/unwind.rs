@@ -5,7 +5,8 @@
 //! The submodules read a built image ([`image`]), find its functions
 //! ([`code`]) and who calls whom ([`calls`]), model the unwinder's view of
 //! each instruction ([`walk`]), add frames up along calls ([`stack`]) and
-//! name functions from a PDB ([`names`]).
+//! name functions from a PDB ([`names`]); [`Analysis`] holds them for one
+//! image file.
 
 pub mod calls;
 pub mod code;
