@@ -22,6 +22,18 @@
 //! call; `sub rsp, 40` makes it 16-aligned and gives dispatch its 32 bytes
 //! of shadow space. At entry, stack argument 5 is at [rsp + 0x28] and 6 at
 //! [rsp + 0x30].
+//!
+//! Unwind data: a crash dump's stack walk (a 0xC4 raised from dispatch)
+//! must pass through the stub to the target driver's call. The fast path
+//! and the jump to the original leave the stack as it was at entry, which
+//! an unwinder assumes of code without unwind data (a leaf). The slow
+//! path has a frame and calls, so on COFF targets it gets a
+//! RUNTIME_FUNCTION of its own, from its first instruction (the prolog:
+//! the home stores and `sub rsp, 40`, described by one ALLOC_SMALL) to its
+//! last, and an epilog of the only shape the unwinder recognises when it
+//! ends in a jump through a register: `add rsp, 40` then `rex.w jmp rax`
+//! (x64 code marks a jump out of a function with the otherwise redundant
+//! REX.W). civ-fixtures' unwind tests check this on the built civ.sys.
 
 use crate::catalog::{Arg, CATALOG_LEN, Rule, Width};
 
@@ -125,6 +137,23 @@ macro_rules! fast_path_asm {
     };
 }
 
+/// Unwind directives for COFF targets: the assembler turns them into the
+/// slow path's RUNTIME_FUNCTION (.pdata) and UNWIND_INFO (.xdata). Other
+/// targets (the host tests) get the same code, the directives left as
+/// comments.
+#[cfg(windows)]
+macro_rules! seh {
+    ($($directive:literal),*) => {
+        concat!($($directive, "\n"),*)
+    };
+}
+#[cfg(not(windows))]
+macro_rules! seh {
+    ($($directive:literal),*) => {
+        concat!($("/* ", $directive, " */\n"),*)
+    };
+}
+
 macro_rules! stubs {
     ($($name:ident = $index:literal : $fast:ident),* $(,)?) => {
         $(
@@ -132,23 +161,34 @@ macro_rules! stubs {
             #[doc = concat!("Entry stub of catalog row ", stringify!($index), ".")]
             unsafe extern "win64" fn $name() {
                 core::arch::naked_asm!(
+                    // Fast path: no frame, so no unwind data (a leaf).
                     fast_path_asm!($fast),
-                    // Slow path: judge the call in the engine.
+                    // Slow path: judge the call in the engine. It has a
+                    // frame and calls, so it is a function of its own to
+                    // the unwinder: its RUNTIME_FUNCTION starts here, with
+                    // the prolog, and ends after the epilog.
                     "1:",
+                    seh!(".seh_proc {stub}"),
                     "mov [rsp + 8], rcx",
                     "mov [rsp + 16], rdx",
                     "mov [rsp + 24], r8",
                     "mov [rsp + 32], r9",
                     "sub rsp, 40",
+                    seh!(".seh_stackalloc 40", ".seh_endprologue"),
                     "mov ecx, {index}",
                     "lea rdx, [rsp + 40]",
                     "call {dispatch}",
+                    // The registers come back before the frame goes, so
+                    // that the epilog is what the unwinder recognises:
+                    // `add rsp, n`, then a jump out with REX.W (the mark
+                    // of a tail jump through a register).
+                    "mov rcx, [rsp + 48]",
+                    "mov rdx, [rsp + 56]",
+                    "mov r8, [rsp + 64]",
+                    "mov r9, [rsp + 72]",
                     "add rsp, 40",
-                    "mov rcx, [rsp + 8]",
-                    "mov rdx, [rsp + 16]",
-                    "mov r8, [rsp + 24]",
-                    "mov r9, [rsp + 32]",
-                    "jmp rax",
+                    "rex64 jmp rax",
+                    seh!(".seh_endproc"),
                     // Clean: straight to the original, if one is recorded.
                     "2:",
                     "mov rax, qword ptr [rip + {originals} + {offset}]",
@@ -157,6 +197,7 @@ macro_rules! stubs {
                     "jmp rax",
                     index = const $index,
                     offset = const $index * 8,
+                    stub = sym $name,
                     dispatch = sym crate::runtime::dispatch,
                     originals = sym crate::runtime::ORIGINALS,
                 )

@@ -7,6 +7,7 @@
 //! cached under `target/civ-fixtures` and safe from parallel tests. The C
 //! toolchains come from Debian's packages (`scripts/setup.sh`).
 
+pub mod unwind;
 pub mod wine;
 
 use std::path::{Path, PathBuf};
