@@ -335,10 +335,16 @@ fn enable_applies_live_to_a_driver_loaded_later_and_status_and_log_show_it() {
         0,
         &[
             "0x2000 Execute Pool Type  late.sys+0x",
-            "ExAllocatePoolWithTag  hits 1  arg3 0x0",
+            "(load 1)  ExAllocatePoolWithTag  hits 1  arg3 0x0",
             "POOL_TYPE NonPagedPool (executable); pool tag 'fxCI'",
+            // The call site, then its caller, both in late.sys.
+            "    stack: late.sys+0x",
         ],
     );
+    let frames = site["stack"].as_array().expect("a call stack");
+    assert!(frames.len() >= 2, "{site}");
+    assert_eq!(frames[0]["offset"], site["offset"], "{site}");
+    assert_eq!(frames[1]["driver"], "late.sys", "{site}");
     // --follow --count 1: the event still in civ's ring.
     steps.rc("follow1", 0);
     let f1 = String::from_utf8_lossy(&prefix.read("follow1.json")).into_owned();
@@ -407,7 +413,11 @@ fn enable_applies_live_to_a_driver_loaded_later_and_status_and_log_show_it() {
     steps.says(
         "disable",
         2,
-        &["removed 3 value(s)", "not checked", "reboot"],
+        &[
+            "removed 3 value(s)",
+            "not checked",
+            "cannot unload (as Driver Verifier): a reboot removes it",
+        ],
     );
     expect_values(steps.rc("reg2", 0), &[]);
     let q3 = json(&prefix, "query3j");
@@ -418,8 +428,10 @@ fn enable_applies_live_to_a_driver_loaded_later_and_status_and_log_show_it() {
     let st3 = json(&prefix, "status3j");
     assert_eq!(st3["flags"], 0);
     assert_eq!(st3["action"], "log", "disable keeps the action in force");
+    // civ.sys hooked late.sys: it stays until reboot, whatever `net stop`.
     assert!(
-        steps.all.contains("stopping: 1 slot(s) restored, 0 not"),
+        steps.all.contains("civ now sits in a driver's calls")
+            && !steps.all.contains("civ: stopping"),
         "{}",
         steps.all
     );
@@ -582,7 +594,11 @@ fn install_and_uninstall_the_wdm_service() {
     steps.says("again", 1, &["already exists"]);
     steps.says("start", 0, &["started successfully"]);
     steps.says("sc_running", 0, &["RUNNING"]);
-    steps.says("status", 0, &["civ.sys 0.1.0 (protocol 1), running since"]);
+    let running = format!(
+        "civ.sys 0.1.0 (protocol {}), running since",
+        civ_engine::protocol::PROTOCOL_VERSION
+    );
+    steps.says("status", 0, &[running.as_str()]);
     steps.says("query", 0, &["installed, running"]);
     steps.says("uninstall", 0, &["stopped civ.sys", "deleted service civ"]);
     let (gone, _) = steps.get("sc_gone");
