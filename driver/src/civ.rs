@@ -237,14 +237,10 @@ const FILE_NAME: usize = 512;
 pub unsafe fn image_loaded(name: *const UNICODE_STRING, base: u64, size: u64, signature_level: u8) {
     // SAFETY: the kernel's FullImageName is valid during the notification.
     let units = unsafe { nt::units(name) };
-    // Only the file name is matched and shown: take it from the end of the
+    // Only the file name is matched and shown: taken from the end of the
     // path, whatever the path's length.
-    let start = units
-        .iter()
-        .rposition(|&u| u == u16::from(b'\\') || u == u16::from(b'/'))
-        .map_or(0, |i| i + 1);
     let mut file = [0u8; FILE_NAME];
-    let n = nt::utf16_to_utf8(units.get(start..).unwrap_or(&[]), &mut file);
+    let n = civ_engine::path::file_name_utf8(units, &mut file);
     let file = file.get(..n).unwrap_or(&[]);
     let how = match decide(file, base, Some(signature_level)) {
         Decision::Verify(how) => how,

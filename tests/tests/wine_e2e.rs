@@ -596,6 +596,56 @@ fn bad_registry_values_leave_civ_running_and_checking_nothing() {
 }
 
 #[test]
+fn long_registry_values_are_read_whole_or_reported() {
+    // VerifyDrivers longer than any fixed buffer civ once had (16 KiB):
+    // read whole, so the name at its end is a target. One longer than civ's
+    // 64 KiB limit: reported and ignored, civ checks nothing.
+    let prefix = Prefix::new("longreg");
+    prefix.put(&wine::civ_sys(), "civ.sys");
+    let fx = call_fixture("ExAllocatePoolWithTag");
+    prefix.put(&fx, "fx.sys");
+    prefix.put(&fx, "fy.sys");
+    let key = |service: &str| {
+        format!("HKEY_LOCAL_MACHINE\\System\\CurrentControlSet\\Services\\{service}\\Parameters")
+    };
+    let value = |padding: usize, name: &str| format!("{}{name}", " ".repeat(padding));
+    let reg = format!(
+        "Windows Registry Editor Version 5.00\r\n\r\n[{}]\r\n\"VerifyDriverLevel\"=dword:02000000\r\n\"ViolationAction\"=dword:00000001\r\n\"VerifyDrivers\"=\"{}\"\r\n\r\n[{}]\r\n\"VerifyDriverLevel\"=dword:02000000\r\n\"ViolationAction\"=dword:00000001\r\n\"VerifyDrivers\"=\"{}\"\r\n",
+        key("civlong"),
+        value(20_000, "fx.sys"),
+        key("civhuge"),
+        value(40_000, "fy.sys"),
+    );
+    prefix.write("long.reg", reg.as_bytes());
+    let mut lines = vec![
+        "reg import C:\\civ\\long.reg".to_string(),
+        "sc create civlong type= kernel start= demand binPath= C:\\civ\\civ.sys group= glong".into(),
+        "net start civlong".into(),
+    ];
+    lines.extend(wine::install_and_start("fxlong", "glong", "fx.sys"));
+    lines.extend([
+        "sc create civhuge type= kernel start= demand binPath= C:\\civ\\civ.sys group= ghuge".into(),
+        "net start civhuge".into(),
+    ]);
+    lines.extend(wine::install_and_start("fyhuge", "ghuge", "fy.sys"));
+    let out = prefix.run("longreg", &lines);
+    let hooked = wine::hooked(&out);
+    assert!(
+        hooked.iter().any(|h| h.name == "fx.sys" && h.slots == 1),
+        "the name at the end of a 40 KB value is a target:\n{out}"
+    );
+    // 40,000 spaces and a name in UTF-16: 80,014 bytes with the NUL.
+    assert!(
+        out.contains("settings: VerifyDrivers is 80014 bytes, over civ's limit of 65536: ignored"),
+        "{out}"
+    );
+    assert!(
+        !hooked.iter().any(|h| h.name == "fy.sys"),
+        "an ignored value names no target:\n{out}"
+    );
+}
+
+#[test]
 fn drivers_loaded_before_civ_are_looked_for_and_wines_made_up_list_is_not_trusted() {
     // Wine answers SystemModuleInformation with a made-up list (ntoskrnl.exe,
     // hal.dll, mountmgr.sys at bases where nothing is mapped). Under `*`

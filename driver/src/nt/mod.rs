@@ -104,20 +104,3 @@ pub unsafe fn units<'a>(s: *const UNICODE_STRING) -> &'a [u16] {
         _ => &[],
     }
 }
-
-/// UTF-16 to UTF-8 into `out` (unpaired surrogates become U+FFFD);
-/// returns the bytes written, cut at a character boundary.
-pub fn utf16_to_utf8(units: &[u16], out: &mut [u8]) -> usize {
-    let mut n = 0;
-    for c in char::decode_utf16(units.iter().copied()) {
-        let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-        let mut buf = [0u8; 4];
-        let enc = c.encode_utf8(&mut buf).as_bytes();
-        match out.get_mut(n..n + enc.len()) {
-            Some(dst) => dst.copy_from_slice(enc),
-            None => break,
-        }
-        n += enc.len();
-    }
-    n
-}
