@@ -48,10 +48,7 @@ mod tests {
 
     #[test]
     fn the_file_name_survives_any_path_length() {
-        let deep = std::format!(
-            r"\??\C:\{}\WinDivert64.sys",
-            ["folder"; 300].join("\\")
-        );
+        let deep = std::format!(r"\??\C:\{}\WinDivert64.sys", ["folder"; 300].join("\\"));
         assert!(deep.len() > 2000);
         assert_eq!(name(&utf16(&deep), 512), "WinDivert64.sys");
         assert_eq!(name(&utf16("/mnt/x/Foo.sys"), 512), "Foo.sys");

@@ -619,12 +619,14 @@ fn long_registry_values_are_read_whole_or_reported() {
     prefix.write("long.reg", reg.as_bytes());
     let mut lines = vec![
         "reg import C:\\civ\\long.reg".to_string(),
-        "sc create civlong type= kernel start= demand binPath= C:\\civ\\civ.sys group= glong".into(),
+        "sc create civlong type= kernel start= demand binPath= C:\\civ\\civ.sys group= glong"
+            .into(),
         "net start civlong".into(),
     ];
     lines.extend(wine::install_and_start("fxlong", "glong", "fx.sys"));
     lines.extend([
-        "sc create civhuge type= kernel start= demand binPath= C:\\civ\\civ.sys group= ghuge".into(),
+        "sc create civhuge type= kernel start= demand binPath= C:\\civ\\civ.sys group= ghuge"
+            .into(),
         "net start civhuge".into(),
     ]);
     lines.extend(wine::install_and_start("fyhuge", "ghuge", "fy.sys"));
