@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Type-checks and lints civ.sys's KMDF shell on Linux, the way `cargo make`
-# compiles it on Windows: wdk-sys's own build script generates its bindings,
-# here from the open-source KMDF 1.33 headers (microsoft/Windows-Driver-
-# Frameworks, MIT) and Debian's mingw-w64 DDK headers laid out like a WDK,
-# then `cargo check` and `cargo clippy -D warnings` run over
-# `-p civ --features kmdf --target x86_64-pc-windows-msvc`.
+# Type-checks, lints and links civ.sys's KMDF shell on Linux, the way
+# `cargo make` compiles it on Windows: wdk-sys' own build script generates
+# its bindings, here from the open-source KMDF 1.33 headers
+# (microsoft/Windows-Driver-Frameworks, MIT) and Debian's mingw-w64 DDK
+# headers laid out like a WDK; then
+#  - `cargo check` and `cargo clippy -D warnings` of
+#    `-p civ --features kmdf --target x86_64-pc-windows-msvc`;
+#  - the ignored test kmdf_civ_sys_links_to_the_kernel_only
+#    (tests/tests/kmdf_build.rs): the real KMDF civ.sys linked against
+#    stand-ins for the WDK's libraries must import only from ntoskrnl.exe,
+#    HAL.dll and WDFLDR.SYS, with RtlCopyUnicodeString from ntoskrnl.exe.
 #
 # wdk-build refuses to build off Windows, so the script copies the locked
 # wdk-build from cargo's registry into a scratch folder outside the
@@ -65,13 +70,17 @@ else
 fi
 say "KMDF headers: $headers"
 
-# 2. Tools: clang and libclang (bindgen), llvm-lib (wdk-sys' wdf.c), and
-# mingw-w64's headers (the DDK part of the WDK). Debian's packages.
+# 2. Tools: clang and libclang (bindgen), llvm-lib (wdk-sys' wdf.c and the
+# stand-in libraries), llvm-dlltool and lld-link (the stand-in link),
+# mingw-w64's headers (the DDK part of the WDK) and import libraries (the
+# stand-ins' export lists). Debian's packages.
 need=()
 command -v clang >/dev/null || need+=(clang)
 command -v llvm-lib >/dev/null || need+=(llvm)
+command -v lld-link >/dev/null || need+=(lld)
 compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || need+=(libclang1)
 [ -f /usr/x86_64-w64-mingw32/include/ddk/ntddk.h ] || need+=(mingw-w64-x86-64-dev)
+command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -90,7 +99,8 @@ find "$ws" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
   tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$ws"
 
 # 4. wdk-build as the lock pins it, from cargo's registry, edited to build
-# on Linux.
+# on Linux, and patched in through the copy's cargo config (so that the
+# nested builds of the link test use it too).
 manifest=$(cd "$ws" && cargo metadata --format-version 1 --locked |
   grep -o '"manifest_path":"[^"]*/wdk-build-[0-9][^"/]*/Cargo.toml"' | head -1 |
   sed 's/^"manifest_path":"//; s/"$//') ||
@@ -101,6 +111,7 @@ rm -rf "$wdk_build"
 cp -r "$(dirname "$manifest")" "$wdk_build"
 chmod -R u+w "$wdk_build"
 "$here/edit-wdk-build.sh" "$wdk_build"
+printf '\n[patch.crates-io]\nwdk-build = { path = "%s" }\n' "$wdk_build" >>"$ws/.cargo/config.toml"
 say "wdk-build: $(dirname "$manifest") (edited copy in $wdk_build)"
 
 # 5. A folder laid out like a WDK, for wdk-build's include and library
@@ -136,11 +147,7 @@ export CC_x86_64_pc_windows_msvc=clang
 export AR_x86_64_pc_windows_msvc=llvm-lib
 export CFLAGS_x86_64_pc_windows_msvc="-fms-extensions -fms-compatibility -fgnuc-version=4.2.1 -w"
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
-cargo_args=(
-  -p civ --features kmdf --target "$target"
-  --config "patch.crates-io.wdk-build.path=\"$wdk_build\""
-  --config 'profile.dev.panic="abort"'
-)
+cargo_args=(-p civ --features kmdf --target "$target" --config 'profile.dev.panic="abort"')
 
 cd "$ws"
 say "cargo check ${cargo_args[*]}"
@@ -148,3 +155,9 @@ cargo check "${cargo_args[@]}"
 say "cargo clippy ${cargo_args[*]} -- -D warnings"
 cargo clippy "${cargo_args[@]}" -- -D warnings
 say "the KMDF shell type-checks and lints clean"
+
+# 7. The real KMDF image, linked against stand-ins for the WDK's libraries.
+link_test=kmdf_civ_sys_links_to_the_kernel_only
+say "cargo test -p civ-fixtures --test kmdf_build -- --ignored --exact $link_test"
+cargo test -p civ-fixtures --test kmdf_build -- --ignored --exact "$link_test" --nocapture
+say "the KMDF civ.sys links to ntoskrnl.exe, HAL.dll and WDFLDR.SYS only"
