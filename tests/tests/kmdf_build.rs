@@ -28,19 +28,15 @@ use std::path::{Path, PathBuf};
 const COPY: &str = "RtlCopyUnicodeString";
 
 fn metadata(dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = cargo()
-        .current_dir(dir)
-        .args(["metadata", "--format-version", "1"])
-        .args(extra)
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata in {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+    let out = kmdf_link::output(
+        cargo()
+            .current_dir(dir)
+            .args(["metadata", "--format-version", "1"])
+            .args(extra),
+        "cargo metadata as wdk-build runs it",
+    )
+    .unwrap_or_else(|e| panic!("in {}: {e}", dir.display()));
+    serde_json::from_slice(&out).expect("cargo metadata prints JSON")
 }
 
 fn packages<'a>(meta: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
@@ -258,21 +254,17 @@ fn probe_flags(dir: &Path, args: &[&str], tag: &str) -> (Vec<String>, String) {
     }
     // A new output path each run: the build script runs again.
     let out = probe.join(format!("flags-{tag}-{}.txt", std::process::id()));
-    let result = cargo()
-        .current_dir(dir)
-        .args(args)
-        .arg("--manifest-path")
-        .arg(probe.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", probe.join("target"))
-        .env("CIV_PROBE_OUT", &out)
-        .output()
-        .expect("run cargo");
-    assert!(
-        result.status.success(),
-        "cargo {args:?} in {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    kmdf_link::run(
+        cargo()
+            .current_dir(dir)
+            .args(args)
+            .arg("--manifest-path")
+            .arg(probe.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", probe.join("target"))
+            .env("CIV_PROBE_OUT", &out),
+        "the rustflags probe",
+    )
+    .unwrap_or_else(|e| panic!("in {}: {e}", dir.display()));
     let text = std::fs::read_to_string(&out).expect("the probe's build script ran");
     let _ = std::fs::remove_file(&out);
     let mut lines = text.lines();
@@ -384,6 +376,35 @@ fn is_ntoskrnl(lib: &Path) -> bool {
         .is_some_and(|n| n.eq_ignore_ascii_case("ntoskrnl.lib"))
 }
 
+/// With civ's link order: the image imports from the kernel only and takes
+/// RtlCopyUnicodeString from ntoskrnl.exe, civ's libraries lead the link
+/// line, and link.exe would take it from ntoskrnl.lib too.
+fn assert_ordered(what: &str, linked: &kmdf_link::Linked) {
+    link::assert_kernel_imports(&linked.image, COPY);
+    assert_eq!(
+        leading_libraries(&linked.args),
+        civ_build::KMDF_FIRST_LIBRARIES.map(|l| format!("{l}.lib")),
+        "{what}: civ's libraries are not the first on the link line, in order"
+    );
+    let source = linkexe_copy_source(&linked.args);
+    assert!(
+        is_ntoskrnl(&source),
+        "{what}: link.exe would take {COPY} from {}",
+        source.display()
+    );
+}
+
+/// On this line (without civ's link order) link.exe would take
+/// RtlCopyUnicodeString from windows-sys' rlib: its ntdll.dll import.
+fn assert_linkexe_takes_windows_sys(what: &str, args: &[String]) {
+    let source = linkexe_copy_source(args);
+    assert!(
+        is_windows_sys(&source),
+        "{what}: link.exe would take {COPY} from {}, not windows-sys (the bug this reproduces)",
+        source.display()
+    );
+}
+
 /// Issue 9, point 3, reproduced and fixed with the project's own crates as
 /// far as they build without the WDK. Without civ's link order the
 /// stand-in image takes RtlCopyUnicodeString from ntdll.dll (lld-link,
@@ -419,34 +440,13 @@ fn kmdf_link_order_binds_the_kernel_routines_to_ntoskrnl() {
             .any(|(m, _)| m.eq_ignore_ascii_case("ntdll.dll")),
         "the reproduction no longer reproduces: without civ's link order the stand-in takes {COPY} from {from:?}, not ntdll.dll"
     );
-    let source = linkexe_copy_source(&unordered.args);
-    assert!(
-        is_windows_sys(&source),
-        "without civ's link order link.exe would take {COPY} from {}, not windows-sys",
-        source.display()
-    );
-
+    assert_linkexe_takes_windows_sys("without civ's link order", &unordered.args);
     let unordered_lto = build(true, false);
-    let source = linkexe_copy_source(&unordered_lto.args);
-    assert!(
-        is_windows_sys(&source),
-        "with LTO and without civ's link order link.exe would take {COPY} from {}, not windows-sys",
-        source.display()
-    );
-
+    assert_linkexe_takes_windows_sys("with LTO, without civ's link order", &unordered_lto.args);
     for release in [false, true] {
-        let linked = build(release, true);
-        link::assert_kernel_imports(&linked.image, COPY);
-        let source = linkexe_copy_source(&linked.args);
-        assert!(
-            is_ntoskrnl(&source),
-            "with civ's link order (release: {release}) link.exe would take {COPY} from {}",
-            source.display()
-        );
-        assert_eq!(
-            leading_libraries(&linked.args),
-            civ_build::KMDF_FIRST_LIBRARIES.map(|l| format!("{l}.lib")),
-            "civ's libraries are not the first on the link line, in order"
+        assert_ordered(
+            &format!("with civ's link order (release: {release})"),
+            &build(release, true),
         );
     }
 }
@@ -510,24 +510,11 @@ fn kmdf_civ_sys_links_to_the_kernel_only() {
     ] {
         let linked = cargo_link(&root(), &target, "civ", "civ", &args, true)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        link::assert_kernel_imports(&linked.image, COPY);
-        let source = linkexe_copy_source(&linked.args);
-        assert!(
-            is_ntoskrnl(&source),
-            "{what}: link.exe would take {COPY} from {}",
-            source.display()
-        );
-        assert_eq!(
-            leading_libraries(&linked.args),
-            civ_build::KMDF_FIRST_LIBRARIES.map(|l| format!("{l}.lib")),
-            "{what}: civ's libraries are not the first on the link line, in order"
-        );
+        assert_ordered(what, &linked);
         // The same line without civ's own libraries is the bug.
-        let source = linkexe_copy_source(&without_civ_libraries(&linked.args));
-        assert!(
-            is_windows_sys(&source),
-            "{what}: without civ's libraries link.exe would take {COPY} from {}, not windows-sys",
-            source.display()
+        assert_linkexe_takes_windows_sys(
+            &format!("{what}, without civ's libraries"),
+            &without_civ_libraries(&linked.args),
         );
         println!(
             "{what}: {} links to the kernel only",

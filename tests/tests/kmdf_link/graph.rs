@@ -17,19 +17,18 @@ pub const STEM: &str = "civ_kmdf_standin";
 /// windows-sys as civ.sys depends on it: version requirement and features,
 /// from `cargo metadata`.
 fn windows_sys_dependency() -> Result<(String, Vec<String>), String> {
-    let out = super::cargo()
-        .current_dir(root())
-        .args([
+    let out = super::output(
+        super::cargo().current_dir(root()).args([
             "metadata",
             "--format-version",
             "1",
             "--no-deps",
             "--offline",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+        ]),
+        "cargo metadata of the workspace",
+    )?;
     let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+        serde_json::from_slice(&out).map_err(|e| format!("cargo metadata: {e}"))?;
     let dep = meta["packages"]
         .as_array()
         .into_iter()

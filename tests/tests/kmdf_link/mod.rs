@@ -28,18 +28,24 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs a tool; its output becomes the error, with `hint`.
-pub fn run(cmd: &mut Command, hint: &str) -> Result<(), String> {
+/// Runs a tool: its stdout, or an error holding its output and `hint`.
+pub fn output(cmd: &mut Command, hint: &str) -> Result<Vec<u8>, String> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
     match cmd.output() {
         Err(e) => Err(format!("cannot run {tool} ({hint}): {e}")),
-        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) if out.status.success() => Ok(out.stdout),
         Ok(out) => Err(format!(
-            "{tool} failed ({hint}):\n{}{}",
+            "{tool} {:?} failed ({hint}):\n{}{}",
+            cmd.get_args().collect::<Vec<_>>(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )),
     }
+}
+
+/// Runs a tool, as [`output`], for its effect.
+pub fn run(cmd: &mut Command, hint: &str) -> Result<(), String> {
+    output(cmd, hint).map(|_| ())
 }
 
 /// `cargo`, as the outer cargo names it, with the rustflags of the
