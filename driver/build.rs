@@ -1,6 +1,8 @@
-//! The KMDF build takes its configuration from wdk-build (which runs only
-//! on Windows with the WDK); the WDM build gets a kernel driver's link
-//! arguments here, for rust-lld or link.exe alike.
+//! civ.sys's link setup. The KMDF build (feature `kmdf`) takes its own from
+//! wdk-build, which runs only on Windows with the WDK (and on Linux in
+//! scripts/kmdf-check.sh, from an edited copy), and puts the kernel's
+//! libraries first ([`kmdf_link_order`]); the WDM build gets a kernel
+//! driver's link arguments here, for rust-lld or link.exe alike.
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     #[cfg(feature = "kmdf")]
@@ -9,7 +11,9 @@ fn main() {
     }
     let msvc = std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "msvc");
     let kmdf = std::env::var_os("CARGO_FEATURE_KMDF").is_some();
-    if msvc && !kmdf {
+    if kmdf {
+        kmdf_link_order();
+    } else if msvc {
         for arg in [
             "/SUBSYSTEM:NATIVE",
             "/DRIVER",
@@ -19,5 +23,26 @@ fn main() {
         ] {
             println!("cargo::rustc-link-arg-cdylib={arg}");
         }
+    }
+}
+
+/// The libraries the KMDF image names before any other.
+pub const KMDF_FIRST_LIBRARIES: [&str; 2] = ["WdfDriverEntry", "ntoskrnl"];
+
+/// Binds the KMDF image's kernel routines to ntoskrnl.exe.
+///
+/// windows-sys' rlib holds ntdll.dll import members for RtlCopyUnicodeString,
+/// DbgPrintEx, the Zw* routines and more, and rustc puts it before wdk-sys'
+/// ntoskrnl.lib (or, with LTO, right after WdfDriverEntry.lib), so
+/// FxDriverEntry's `__imp_RtlCopyUnicodeString` would bind to ntdll.dll and
+/// the driver would not load. Named as civ's own libraries, WdfDriverEntry.lib
+/// and then ntoskrnl.lib come right after civ's objects, ahead of every rlib:
+/// link.exe looks for what a library member needs in that library and then
+/// in the ones after it, and lld-link takes the first library that defines a
+/// name, so both find ntoskrnl.lib first. (wdk-sys names both again later,
+/// which changes nothing: the members needed are in by then.)
+pub fn kmdf_link_order() {
+    for lib in KMDF_FIRST_LIBRARIES {
+        println!("cargo::rustc-link-lib={lib}");
     }
 }

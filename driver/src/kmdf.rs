@@ -1,20 +1,24 @@
 //! The KMDF shell: a non-PnP KMDF driver with a control device (admin-only
-//! SDDL) and a sequential IOCTL queue, over the same `civ` module as the
-//! WDM shell. Built only on Windows with the WDK (`cargo make` in driver/);
-//! no test on Linux runs this file, so it does as little as it can.
+//! SDDL) and a sequential IOCTL queue whose callbacks run at PASSIVE_LEVEL,
+//! over the same `civ` module as the WDM shell. Built on Windows with the
+//! WDK (`cargo make` in driver/); on Linux, scripts/kmdf-check.sh
+//! type-checks and lints it against wdk-sys' real bindings, but no test
+//! runs it, so it does as little as it can.
 //!
-//! Checked against wdk-sys 0.5 (`call_unsafe_wdf_function_binding!`,
-//! `WDF_DRIVER_CONFIG`, `WDF_IO_QUEUE_CONFIG`, `_WDF_*` constant modules) and
-//! the windows-drivers-rs samples (sample-kmdf-driver, echo DriverSync).
+//! Checked against wdk-sys 0.5.2 (`call_unsafe_wdf_function_binding!`,
+//! `WDF_DRIVER_CONFIG`, `WDF_IO_QUEUE_CONFIG`, `WDF_OBJECT_ATTRIBUTES`,
+//! `_WDF_*` constant modules) and the windows-drivers-rs samples (echo
+//! DriverSync).
 
 use crate::{civ, log};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use wdk_sys::{
-    _WDF_DRIVER_INIT_FLAGS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, NTSTATUS,
-    PCUNICODE_STRING, PDRIVER_OBJECT, PVOID, PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_SUCCESS, ULONG, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE,
-    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE, WDFREQUEST,
-    call_unsafe_wdf_function_binding,
+    _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_IO_QUEUE_DISPATCH_TYPE,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PVOID,
+    PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
+    ULONG, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE,
+    WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE,
+    WDFREQUEST, call_unsafe_wdf_function_binding,
 };
 
 // Links wdk-panic's panic handler.
@@ -72,12 +76,10 @@ pub unsafe extern "system" fn driver_entry(
         log!("WdfDriverCreate failed ({status:#x})");
         return status;
     }
-    // SAFETY: `wdf_driver` was just created.
-    let status = unsafe { create_control_device(wdf_driver) };
-    if !nt_success(status) {
-        // civ still checks its targets; only civctl cannot reach it.
-        log!("cannot create the control device ({status:#x}): civctl cannot reach this civ");
-    }
+    // civ starts (settings, load notification, targets already loaded)
+    // before the control device takes a request: a SetSettings from civctl
+    // must not land before start() reads the registry and overwrites it.
+    // From here on the driver stays loaded, so its unload routine stops civ.
     // SAFETY: the registry path is valid during DriverEntry; wdk-sys'
     // UNICODE_STRING and windows-sys' have the same layout.
     match unsafe {
@@ -89,6 +91,12 @@ pub unsafe extern "system" fn driver_entry(
             civ::start(path);
         }
         None => log!("no registry path: civ checks nothing"),
+    }
+    // SAFETY: `wdf_driver` was just created; DriverEntry runs at PASSIVE_LEVEL.
+    let status = unsafe { create_control_device(wdf_driver) };
+    if !nt_success(status) {
+        // civ still checks its targets; only civctl cannot reach it.
+        log!("cannot create the control device ({status:#x}): civctl cannot reach this civ");
     }
     STATUS_SUCCESS
 }
@@ -146,18 +154,32 @@ unsafe fn create_control_device(driver: WDFDRIVER) -> NTSTATUS {
         EvtIoDeviceControl: Some(evt_io_device_control),
         ..WDF_IO_QUEUE_CONFIG::default()
     };
+    // civ's IOCTL path takes locks meant for PASSIVE_LEVEL; without this
+    // the framework may call back at up to DISPATCH_LEVEL.
+    let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
+        Size: core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>() as ULONG,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ..WDF_OBJECT_ATTRIBUTES::default()
+    };
     let mut queue: WDFQUEUE = WDF_NO_HANDLE.cast();
-    // SAFETY: a valid device and a filled queue config.
+    // SAFETY: a valid device, a filled queue config and attributes.
     let status = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfIoQueueCreate,
             device,
             &mut queue_config,
-            WDF_NO_OBJECT_ATTRIBUTES,
+            &mut queue_attributes,
             &mut queue
         )
     };
     if !nt_success(status) {
+        // A device without a queue would only fail every request: delete it
+        // (and its DOS link) now rather than at unload.
+        DEVICE.store(core::ptr::null_mut(), Ordering::Release);
+        // SAFETY: the device created above, not yet finished; unload no
+        // longer sees it, so it is deleted once.
+        unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, device as WDFOBJECT) };
         return status;
     }
     // SAFETY: the device is fully set up.
@@ -174,6 +196,19 @@ extern "C" fn evt_io_device_control(
     input_length: usize,
     code: ULONG,
 ) {
+    // civ's codes are all METHOD_BUFFERED; for the other methods the
+    // buffers below are not one system buffer of max(in, out) bytes.
+    if code & 3 != civ_engine::protocol::METHOD_BUFFERED {
+        // SAFETY: completing the request we were given, once.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestComplete,
+                request,
+                STATUS_INVALID_DEVICE_REQUEST
+            )
+        };
+        return;
+    }
     let mut buffer: PVOID = core::ptr::null_mut();
     let mut length: usize = 0;
     // SAFETY: a request the framework presented; retrieving its buffer
