@@ -24,6 +24,13 @@ fn main() {
             println!("cargo::rustc-link-arg-cdylib={arg}");
         }
     }
+    if msvc {
+        // Kernel-mode hardware-enforced stack protection (shadow stacks)
+        // runs only drivers marked CET-compatible; civ's code keeps every
+        // return address where a call put it (the stubs jump, never ret
+        // to somewhere else). link.exe and lld-link both take this.
+        println!("cargo::rustc-link-arg-cdylib=/CETCOMPAT");
+    }
 }
 
 /// The libraries the KMDF image names before any other.

@@ -354,6 +354,13 @@ fn attach_image(
     );
 }
 
+/// Is this IOCTL code METHOD_BUFFERED (all of civ's are)? Only then are its
+/// input and output one system buffer of max(input, output) bytes, as
+/// [`buffered_ioctl`] needs: a shell checks before it touches a buffer.
+pub fn is_buffered(code: u32) -> bool {
+    code & 3 == civ_engine::protocol::METHOD_BUFFERED
+}
+
 /// Serves one METHOD_BUFFERED IOCTL, whose input and output share one
 /// system buffer (both driver models hand civ that buffer). PASSIVE_LEVEL
 /// (the WDM dispatch routine; the KMDF queue asks for it).

@@ -52,8 +52,9 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     civ::prepare();
-    // wdk-sys' DRIVER_OBJECT and windows-sys' have the same layout.
-    civ::set_driver_object(driver.cast());
+    // SAFETY: the I/O manager's object for this driver; wdk-sys'
+    // DRIVER_OBJECT and windows-sys' have the same layout.
+    unsafe { civ::set_driver_object(driver.cast()) };
     let mut config = WDF_DRIVER_CONFIG {
         Size: core::mem::size_of::<WDF_DRIVER_CONFIG>() as ULONG,
         EvtDriverUnload: Some(evt_driver_unload),
@@ -77,9 +78,11 @@ pub unsafe extern "system" fn driver_entry(
         return status;
     }
     // civ starts (settings, load notification, targets already loaded)
-    // before the control device takes a request: a SetSettings from civctl
-    // must not land before start() reads the registry and overwrites it.
-    // From here on the driver stays loaded, so its unload routine stops civ.
+    // after WdfDriverCreate has set the driver's unload routine (pinning
+    // withdraws it) and before the control device takes a request: a
+    // SetSettings from civctl must not land before start() reads the
+    // registry and overwrites it. From here on DriverEntry never fails: a
+    // target may already call into civ.
     // SAFETY: the registry path is valid during DriverEntry; wdk-sys'
     // UNICODE_STRING and windows-sys' have the same layout.
     match unsafe {
@@ -198,7 +201,7 @@ extern "C" fn evt_io_device_control(
 ) {
     // civ's codes are all METHOD_BUFFERED; for the other methods the
     // buffers below are not one system buffer of max(in, out) bytes.
-    if code & 3 != civ_engine::protocol::METHOD_BUFFERED {
+    if !civ::is_buffered(code) {
         // SAFETY: completing the request we were given, once.
         unsafe {
             call_unsafe_wdf_function_binding!(
@@ -256,12 +259,9 @@ extern "C" fn evt_io_device_control(
 }
 
 extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
-    let failed = civ::stop();
-    if failed > 0 {
-        log!(
-            "{failed} slot(s) still point into civ: their drivers may crash when they call those APIs"
-        );
-    }
+    // Whether civ really goes or stays pinned in memory (a pin that raced
+    // this unload), the control device goes.
+    civ::stop();
     let device = DEVICE.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if !device.is_null() {
         // SAFETY: the control device created in DriverEntry, deleted once.

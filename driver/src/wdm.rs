@@ -18,6 +18,7 @@ const IRP_MJ_DEVICE_CONTROL: usize = 0x0E;
 const FILE_DEVICE_UNKNOWN: u32 = 0x22;
 const FILE_DEVICE_SECURE_OPEN: u32 = 0x100;
 const STATUS_SUCCESS: NTSTATUS = 0;
+const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xC000_0010_u32 as NTSTATUS;
 
 static DEVICE: &[u16] = crate::utf16!(DEVICE_NAME);
 static LINK: &[u16] = crate::utf16!(DOS_NAME);
@@ -168,6 +169,11 @@ unsafe extern "system" fn device_control(_device: *const DEVICE_OBJECT, irp: *mu
             .Anonymous
             .CurrentStackLocation;
         let params = device_io_control(stack);
+        // Only METHOD_BUFFERED codes have one system buffer of
+        // max(input, output) bytes; civ has no other.
+        if !civ::is_buffered(params.code) {
+            return complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0);
+        }
         let buffer = (*irp).AssociatedIrp.SystemBuffer.cast::<u8>();
         let answer = civ::buffered_ioctl(
             params.code,
