@@ -28,10 +28,7 @@ const PERMISSIVE: [&str; 14] = [
 /// Does an SPDX expression (as crates write them, `/` for OR included)
 /// allow shipping under MIT or Apache-2.0?
 fn permissive(expression: &str) -> bool {
-    let expression = expression
-        .replace('(', " ")
-        .replace(')', " ")
-        .replace('/', " OR ");
+    let expression = expression.replace(['(', ')'], " ").replace('/', " OR ");
     expression.split(" OR ").any(|alternative| {
         alternative
             .split(" AND ")
