@@ -205,13 +205,14 @@ pub struct SiteView {
 impl SiteView {
     /// The captured return addresses.
     pub fn stack(&self) -> &[u64] {
-        let n = self
-            .stack
-            .iter()
-            .position(|&a| a == 0)
-            .unwrap_or(STACK_DEPTH);
-        self.stack.get(..n).unwrap_or(&[])
+        frames(&self.stack)
     }
+}
+
+/// The return addresses of a 0-padded call stack.
+pub fn frames(stack: &[u64]) -> &[u64] {
+    let n = stack.iter().position(|&a| a == 0).unwrap_or(stack.len());
+    stack.get(..n).unwrap_or(&[])
 }
 
 /// A recent event, as read back.

@@ -216,12 +216,7 @@ pub struct SiteRecord {
 impl SiteRecord {
     /// The captured return addresses (without the padding).
     pub fn stack(&self) -> &[u64] {
-        let n = self
-            .stack
-            .iter()
-            .position(|&a| a == 0)
-            .unwrap_or(STACK_FRAMES);
-        self.stack.get(..n).unwrap_or_default()
+        crate::log::frames(&self.stack)
     }
 }
 
