@@ -17,6 +17,7 @@ pub mod disasm;
 pub mod sweep;
 pub mod track;
 
+use crate::symbols::SourceLocation;
 use civ_engine::catalog::{Arg, CATALOG, Hook, Rule, Width};
 use civ_engine::check::Violation;
 use civ_engine::image;
@@ -603,15 +604,9 @@ pub struct PredictedSite {
     /// that set the value, the call that clobbered it, or the block's start).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_rva: Option<u32>,
-    /// The function holding the call, from the PDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
-    /// The source file of the call, from the PDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The source line of the call, from the PDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
+    /// The function, source file and line of the call, from the PDB.
+    #[serde(flatten)]
+    pub location: SourceLocation,
 }
 
 /// Why an unknown site is unknown, and the address the reason is about
@@ -671,9 +666,7 @@ impl PredictedSite {
             verdict: site.verdict,
             reason: reason.as_ref().map(|r| r.0.clone()),
             reason_rva: reason.map(|r| r.1),
-            function: None,
-            file: None,
-            line: None,
+            location: SourceLocation::default(),
         }
     }
 }

@@ -21,18 +21,13 @@ pub fn write_reports(out: &mut dyn Write, reports: &[FileReport]) -> io::Result<
     write_reports_with(out, reports, false)
 }
 
-/// ` at function (file:line)`, or nothing without symbols.
+/// `  at function (file:line)`, or nothing without symbols.
 fn located(loc: &SourceLocation) -> String {
-    let place = match (&loc.file, loc.line) {
-        (Some(f), Some(l)) => Some(format!("{f}:{l}")),
-        (Some(f), None) => Some(f.clone()),
-        _ => None,
-    };
-    match (&loc.function, place) {
-        (Some(func), Some(p)) => format!("  at {func} ({p})"),
-        (Some(func), None) => format!("  at {func}"),
-        (None, Some(p)) => format!("  at {p}"),
-        (None, None) => String::new(),
+    let place = loc.describe();
+    if place.is_empty() {
+        place
+    } else {
+        format!("  at {place}")
     }
 }
 
@@ -50,11 +45,6 @@ fn write_site(out: &mut dyn Write, s: &PredictedSite) -> io::Result<()> {
         (None, _, Some(why)) => format!("{} unknown: {why}", s.argument),
         (None, _, None) => format!("{} unknown", s.argument),
     };
-    let loc = SourceLocation {
-        function: s.function.clone(),
-        file: s.file.clone(),
-        line: s.line,
-    };
     let via = match s.via {
         crate::predict::Via::Iat => "iat",
         crate::predict::Via::Thunk => "thunk",
@@ -69,7 +59,7 @@ fn write_site(out: &mut dyn Write, s: &PredictedSite) -> io::Result<()> {
         via,
         s.rva,
         s.api,
-        located(&loc)
+        located(&s.location)
     )
 }
 

@@ -142,7 +142,7 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
             "address": { "relativeAddress": s.rva, "kind": "instruction" }
         }
     });
-    let mut location = match (&s.file, s.line) {
+    let mut location = match (&s.location.file, s.location.line) {
         (Some(file), Some(line)) if line > 0 => json!({
             "physicalLocation": {
                 "artifactLocation": { "uri": source_uri(file) },
@@ -151,7 +151,7 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
         }),
         _ => binary.clone(),
     };
-    if let Some(f) = &s.function {
+    if let Some(f) = &s.location.function {
         location["logicalLocations"] = json!([{ "name": f, "kind": "function" }]);
     }
     let mut result = json!({
@@ -168,7 +168,7 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
             "predicted": true
         }
     });
-    if s.file.is_some() {
+    if s.location.file.is_some() {
         // The call in the image, beside its source line.
         let mut related = binary;
         related["id"] = json!(1);
