@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
             for (_, d) in &images {
                 let pe = PeImage::parse(d, Layout::File).expect("PE");
                 let sections = predict::code_sections(&pe);
-                let s = sweep::sweep(&sections, &[], &[], &|_| None);
+                let s = sweep::sweep(&sections, 64, 0, &[], &[], &|_| None);
                 black_box(s.candidates.len());
             }
         })
