@@ -41,6 +41,12 @@ pub enum Fixture {
     PredictClang,
     /// predict.c built with mingw-w64 gcc (DWARF, so no PDB).
     PredictMingw,
+    /// flow.c built with clang and lld-link for x64, with a PDB: the
+    /// data-flow patterns (NX opt-in, known bits, branches, wrappers).
+    FlowClang,
+    /// flow.c built with clang and lld-link for 32-bit x86 (stdcall), with
+    /// a PDB.
+    FlowClangX86,
 }
 
 /// What builds a fixture.
@@ -50,13 +56,15 @@ pub enum Toolchain {
     Rust,
     /// clang for the MSVC target, linked by lld-link, CodeView debug info.
     Clang,
+    /// The same for 32-bit x86 (i686-pc-windows-msvc).
+    ClangX86,
     /// x86_64-w64-mingw32-gcc and its ld.
     Mingw,
 }
 
 impl Fixture {
     /// Every fixture.
-    pub const ALL: [Fixture; 10] = [
+    pub const ALL: [Fixture; 12] = [
         Fixture::Clean,
         Fixture::WriteExecuteData,
         Fixture::WriteExecuteInit,
@@ -67,13 +75,17 @@ impl Fixture {
         Fixture::PredictRust,
         Fixture::PredictClang,
         Fixture::PredictMingw,
+        Fixture::FlowClang,
+        Fixture::FlowClangX86,
     ];
 
     /// The fixtures for call-site prediction.
-    pub const PREDICT: [Fixture; 3] = [
+    pub const PREDICT: [Fixture; 5] = [
         Fixture::PredictRust,
         Fixture::PredictClang,
         Fixture::PredictMingw,
+        Fixture::FlowClang,
+        Fixture::FlowClangX86,
     ];
 
     /// The file name of the built image.
@@ -89,13 +101,16 @@ impl Fixture {
             Fixture::PredictRust => "predict_rust.sys",
             Fixture::PredictClang => "predict_clang.sys",
             Fixture::PredictMingw => "predict_mingw.sys",
+            Fixture::FlowClang => "flow_clang.sys",
+            Fixture::FlowClangX86 => "flow_clang_x86.sys",
         }
     }
 
     /// The toolchain that builds the fixture.
     pub fn toolchain(self) -> Toolchain {
         match self {
-            Fixture::PredictClang => Toolchain::Clang,
+            Fixture::PredictClang | Fixture::FlowClang => Toolchain::Clang,
+            Fixture::FlowClangX86 => Toolchain::ClangX86,
             Fixture::PredictMingw => Toolchain::Mingw,
             _ => Toolchain::Rust,
         }
@@ -106,6 +121,7 @@ impl Fixture {
             Fixture::StraddlingReloc => "straddle.rs",
             Fixture::PredictRust => "predict.rs",
             Fixture::PredictClang | Fixture::PredictMingw => "predict.c",
+            Fixture::FlowClang | Fixture::FlowClangX86 => "flow.c",
             _ => "hvci_probe.rs",
         }
     }
@@ -114,7 +130,7 @@ impl Fixture {
     pub fn source_path(self) -> PathBuf {
         let lang = match self.toolchain() {
             Toolchain::Rust => "rust",
-            Toolchain::Clang | Toolchain::Mingw => "c",
+            Toolchain::Clang | Toolchain::ClangX86 | Toolchain::Mingw => "c",
         };
         source_dir().join(lang).join(self.source())
     }
@@ -123,7 +139,9 @@ impl Fixture {
     /// (builds the fixture first).
     pub fn pdb_path(self) -> Option<PathBuf> {
         match self.toolchain() {
-            Toolchain::Rust | Toolchain::Clang => Some(self.path().with_extension("pdb")),
+            Toolchain::Rust | Toolchain::Clang | Toolchain::ClangX86 => {
+                Some(self.path().with_extension("pdb"))
+            }
             Toolchain::Mingw => None,
         }
     }
@@ -134,7 +152,9 @@ impl Fixture {
             | Fixture::StraddlingReloc
             | Fixture::PredictRust
             | Fixture::PredictClang
-            | Fixture::PredictMingw => &[],
+            | Fixture::PredictMingw
+            | Fixture::FlowClang
+            | Fixture::FlowClangX86 => &[],
             Fixture::WriteExecuteData => &["/SECTION:.data,ERW"],
             Fixture::WriteExecuteInit => &["/SECTION:INIT,ERW"],
             Fixture::LowAlignment => &["/ALIGN:0x200", "/FILEALIGN:0x200"],
@@ -239,13 +259,35 @@ fn ntoskrnl_def() -> PathBuf {
     source_dir().join("c").join("ntoskrnl.def")
 }
 
+/// The x86 import names are stdcall-decorated (`Name@bytes`): their own
+/// .def, and llvm-dlltool's `-k` keeps the decoration off the names the
+/// image imports.
+fn ntoskrnl_x86_def() -> PathBuf {
+    source_dir().join("c").join("ntoskrnl_x86.def")
+}
+
 fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), String> {
     let lib = tmp_dir.join("ntoskrnl.lib");
     let obj = tmp_dir.join("fixture.obj");
+    let x86 = fixture.toolchain() == Toolchain::ClangX86;
+    let (machine, def, target) = if x86 {
+        (
+            &["-m", "i386", "-k"][..],
+            ntoskrnl_x86_def(),
+            "--target=i686-pc-windows-msvc",
+        )
+    } else {
+        (
+            &["-m", "i386:x86-64"][..],
+            ntoskrnl_def(),
+            "--target=x86_64-pc-windows-msvc",
+        )
+    };
     run(
         Command::new("llvm-dlltool")
-            .args(["-m", "i386:x86-64", "-d"])
-            .arg(ntoskrnl_def())
+            .args(machine)
+            .arg("-d")
+            .arg(def)
             .arg("-l")
             .arg(&lib),
         C_HINT,
@@ -253,7 +295,7 @@ fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), Strin
     run(
         Command::new("clang")
             .args([
-                "--target=x86_64-pc-windows-msvc",
+                target,
                 "-O2",
                 "-g",
                 "-gcodeview",
@@ -263,6 +305,9 @@ fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), Strin
                 "-masm=intel",
                 "-c",
             ])
+            // flow.c's x64 build has unwind info (.pdata), as MSVC's
+            // drivers do: prediction then decodes only what matters.
+            .args((fixture == Fixture::FlowClang).then_some("-funwind-tables"))
             .arg(fixture.source_path())
             .arg("-o")
             .arg(&obj),

@@ -39,30 +39,37 @@ pub fn decide(
     img: &mut Image<'_>,
     site: &RawSite,
     param: usize,
+    entry: u32,
     known: Known,
     caller: u64,
 ) -> Outcome {
     let hook = site.hook;
-    let entry = site.region.entry;
     let unknown = |reason: String, at: u32| Outcome {
         verdict: Some(Verdict::Unknown),
         reason,
         reason_rva: Some(at),
         ..Outcome::default()
     };
-    let how = if img.wide {
-        Addressing::RipRelative
-    } else {
-        Addressing::Absolute(img.imports.image_base as u32)
-    };
+    // Direct calls and jumps are relative in both bitnesses; x86 code
+    // takes an address absolutely.
     let mut fields = Vec::new();
     for s in &img.sections {
         fields.extend(
-            refs::find(s, &[entry], &[0], how)
+            refs::find(s, &[entry], &[0], Addressing::RipRelative)
                 .into_iter()
                 .map(|r| r.field),
         );
+        if !img.wide {
+            let how = Addressing::Absolute(img.imports.image_base as u32);
+            fields.extend(
+                refs::find(s, &[entry], &[0], how)
+                    .into_iter()
+                    .map(|r| r.field),
+            );
+        }
     }
+    fields.sort_unstable();
+    fields.dedup();
     // Its address in data (a function pointer table): callers unseen.
     let va = img.imports.image_base.wrapping_add(u64::from(entry));
     let pointer: Vec<u8> = if img.wide {
@@ -70,10 +77,20 @@ pub fn decide(
     } else {
         (va as u32).to_le_bytes().to_vec()
     };
+    // Leaf code (outside .pdata) may also be a jump table's target, by
+    // its RVA (MSVC x64 tables); a .pdata function's RVA is in the
+    // exception directory and unwind info, so it is not looked for.
+    let leaf = img.wide && img.functions.range_of(entry).is_none();
+    let rva_bytes = entry.to_le_bytes();
+    let exception = img.pe.data_directory(super::functions::DIR_EXCEPTION);
     let in_data = img.pe.sections().filter(|s| !s.is_executable()).any(|s| {
         img.pe.bytes_from(s.rva(), "data").ok().is_some_and(|b| {
             let b = b.get(..s.raw_size() as usize).unwrap_or(b);
-            b.windows(pointer.len()).any(|w| w == pointer.as_slice())
+            let holds_va = b.windows(pointer.len()).any(|w| w == pointer.as_slice());
+            let holds_rva = leaf
+                && exception.is_none_or(|(d, _)| !s.contains(d))
+                && b.windows(4).any(|w| w == rva_bytes);
+            holds_va || holds_rva
         })
     });
     if in_data {
@@ -126,7 +143,7 @@ pub fn decide(
         let Some((state, _)) = flow.state_before(i.ip32(), &img.imports) else {
             continue;
         };
-        values.push((i.ip32(), argument(&state, param, tail).0));
+        values.push((i.ip32(), argument(&state, None, param, tail).0));
     }
     if values.is_empty() {
         return unknown(

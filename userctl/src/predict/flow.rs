@@ -258,10 +258,14 @@ impl Flow {
         for (b, block) in self.blocks.iter().enumerate() {
             let rva = self.insns[block.first].ip32();
             if block.fixed || rva == region.entry {
-                self.ins[b] = Some(if rva == region.entry && region.exact {
-                    State::entry(self.wide)
-                } else if rva == region.entry {
-                    State::new(self.wide)
+                // The entry of a function gets its parameters. So does a
+                // block of leaf code nothing in the region falls or
+                // branches into: it is a function of its own, or reached
+                // by jumps from elsewhere, which the callers' analysis
+                // finds by the same scan as calls.
+                let function = rva == region.entry || (!region.exact && block.fixed);
+                self.ins[b] = Some(if function {
+                    State::entry(self.wide, rva)
                 } else {
                     State::fresh(self.wide, anchor(rva))
                 });

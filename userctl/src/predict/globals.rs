@@ -17,6 +17,7 @@ use super::refs::{self, Addressing};
 use super::track::{Env, absolute_rva};
 use iced_x86::{
     FlowControl, Formatter, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
+    Register,
 };
 
 /// Bytes before a global's address a reference may start at and still
@@ -183,6 +184,8 @@ pub fn facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
             ));
             continue;
         }
+        // Its one absolute memory operand is the global; a push's or a
+        // call's write to the stack is not.
         let writes = info.info(&i).used_memory().iter().any(|m| {
             matches!(
                 m.access(),
@@ -190,7 +193,8 @@ pub fn facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
                     | OpAccess::CondWrite
                     | OpAccess::ReadWrite
                     | OpAccess::ReadCondWrite
-            )
+            ) && m.index() == Register::None
+                && matches!(m.base(), Register::None | Register::RIP | Register::EIP)
         });
         if !writes {
             continue;

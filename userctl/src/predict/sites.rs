@@ -45,8 +45,9 @@ pub struct RawSite {
 }
 
 /// The value of argument `n` in a state just before a call (`tail`: a
-/// jump, with the return address already on the stack).
-pub fn argument(state: &State, n: usize, tail: bool) -> (Val, Origin) {
+/// jump, with the return address already on the stack) to `hook` (or to
+/// one of the driver's functions, whose x86 arguments all take 4 bytes).
+pub fn argument(state: &State, hook: Option<&Hook>, n: usize, tail: bool) -> (Val, Origin) {
     if state.is_wide() {
         if let Some(&r) = ARG_REGS.get(n) {
             return (state.reg_val(r), state.reg_origin(r));
@@ -63,9 +64,33 @@ pub fn argument(state: &State, n: usize, tail: bool) -> (Val, Origin) {
         }
         (v, o)
     } else {
-        let at = if tail { 4 } else { 0 } + 4 * n as i64;
-        state.stack_at(at, 4)
+        let at = if tail { 4 } else { 0 } + x86_offset(hook, n);
+        state.stack_at(at, x86_size(hook, n))
     }
+}
+
+/// The arguments passed in 8 bytes on x86 (ULONG64 flags, PHYSICAL_ADDRESS),
+/// by API: the rest take 4. This is the APIs' C signatures, not DV's rules.
+const X86_EIGHT_BYTE_ARGS: [(&str, &[usize]); 4] = [
+    ("ExAllocatePool2", &[0]),
+    ("ExAllocatePool3", &[0]),
+    ("MmMapIoSpaceEx", &[0]),
+    ("MmAllocateContiguousNodeMemory", &[1, 2, 3]),
+];
+
+/// The size of argument n of an API on the x86 stack.
+fn x86_size(hook: Option<&Hook>, n: usize) -> usize {
+    let wide = hook.is_some_and(|h| {
+        X86_EIGHT_BYTE_ARGS
+            .iter()
+            .any(|(name, args)| *name == h.name && args.contains(&n))
+    });
+    if wide { 8 } else { 4 }
+}
+
+/// Where argument n of an API is on the x86 stack at its call.
+fn x86_offset(hook: Option<&Hook>, n: usize) -> i64 {
+    (0..n).map(|k| x86_size(hook, k) as i64).sum()
 }
 
 /// The image's call sites of hooked imports, in address order.
@@ -246,7 +271,7 @@ fn sites_in(img: &mut Image<'_>, region: &Region, out: &mut Vec<RawSite>) {
         };
         let tail = via == Via::TailJump;
         let (args, origins) = (0..usize::from(hook.arity))
-            .map(|n| argument(&state, n, tail))
+            .map(|n| argument(&state, Some(hook), n, tail))
             .unzip();
         out.push(RawSite {
             rva,

@@ -109,6 +109,10 @@ pub struct State {
     stack_sym: BTreeMap<i64, (u8, Sym)>,
     /// Where the stack was last forgotten wholesale.
     stack_origin: Origin,
+    /// Constants this path stored to the image's globals, still there:
+    /// (RVA, width, value). Any other store that may alias them, and any
+    /// call, forgets them all.
+    global_stores: Vec<(u32, usize, u64)>,
 }
 
 const RSP: usize = 4;
@@ -188,6 +192,7 @@ impl State {
             stack: BTreeMap::new(),
             stack_sym: BTreeMap::new(),
             stack_origin: Origin::BeforeBlock,
+            global_stores: Vec::new(),
         }
     }
 
@@ -199,12 +204,12 @@ impl State {
     /// The state at a function's entry: nothing known, but each parameter
     /// is its term ([`Sym::Param`]): rcx, rdx, r8, r9 and the stack above
     /// the return address on x64; the stack on x86 (stdcall and cdecl).
-    pub fn entry(wide: bool) -> State {
+    pub fn entry(wide: bool, entry: u32) -> State {
         let mut s = State::new(wide);
         let slot = if wide { 8 } else { 4 };
         let first_on_stack = if wide {
             for (n, r) in ARG_REGS.iter().enumerate() {
-                s.syms[*r] = Sym::Param(n as u8);
+                s.syms[*r] = Sym::Param { n: n as u8, entry };
             }
             4
         } else {
@@ -212,7 +217,8 @@ impl State {
         };
         for n in first_on_stack..MAX_STACK_PARAMS {
             let off = slot * (i64::from(n) + 1);
-            s.stack_sym.insert(off, (slot as u8, Sym::Param(n)));
+            s.stack_sym
+                .insert(off, (slot as u8, Sym::Param { n, entry }));
         }
         s
     }
@@ -269,15 +275,43 @@ impl State {
         (v.known, o)
     }
 
+    /// Does register n hold the constant this path stored to the global
+    /// the term `sym` reads (so it equals that global's contents here)?
+    fn holds_global(&self, n: usize, sym: Sym) -> bool {
+        let Sym::Globals {
+            rvas, n: 1, size, ..
+        } = sym
+        else {
+            return false;
+        };
+        let size = usize::from(size);
+        let Some(v) = self.regs[n].value(width_mask(size)) else {
+            return false;
+        };
+        self.global_stores
+            .iter()
+            .any(|&(g, s, x)| g == rvas[0] && s == size && x == v)
+    }
+
     /// Merges the state of another path into this one at the block at
     /// `block`; true if this state changed.
     pub fn meet(&mut self, o: &State, block: u32) -> bool {
         let before = self.clone();
         for n in 0..16 {
-            self.regs[n] = self.regs[n].meet(o.regs[n]);
             if self.syms[n] != o.syms[n] {
-                self.syms[n] = Sym::None;
+                // A constant just stored to a global is that global's
+                // contents: on the path that stored it, the register is
+                // the global's term too (the driver runtime's defaults,
+                // set and used in the same function).
+                self.syms[n] = if o.syms[n] != Sym::None && self.holds_global(n, o.syms[n]) {
+                    o.syms[n]
+                } else if self.syms[n] != Sym::None && o.holds_global(n, self.syms[n]) {
+                    self.syms[n]
+                } else {
+                    Sym::None
+                };
             }
+            self.regs[n] = self.regs[n].meet(o.regs[n]);
             if self.func[n] != o.func[n] {
                 self.func[n] = None;
             }
@@ -289,6 +323,7 @@ impl State {
                 self.origin[n] = self.origin[n].meet(o.origin[n], block);
             }
         }
+        self.global_stores.retain(|g| o.global_stores.contains(g));
         if self.rsp == o.rsp {
             for n in 0..16 {
                 if self.alias[n] != o.alias[n] {
@@ -517,6 +552,16 @@ impl State {
         }
     }
 
+    /// Says who wrote the stack bytes `off..off+len` (a register's value
+    /// stored there comes from where the register got it).
+    fn set_stack_origin(&mut self, off: i64, len: usize, origin: Origin) {
+        for k in 0..len.min(8) {
+            if let Some(b) = self.stack.get_mut(&off.wrapping_add(k as i64)) {
+                b.origin = origin;
+            }
+        }
+    }
+
     /// Where a base register points in the stack (as an offset from the
     /// base): rsp itself, or a copy of it.
     fn stack_base(&self, base: Register) -> Option<i64> {
@@ -566,7 +611,13 @@ impl State {
 
     /// Writes the destination operand (register or stack memory); any
     /// other destination falls back to the generic rule.
-    fn put(&mut self, i: &Instruction, v: Val, info: &mut InstructionInfoFactory) -> Option<()> {
+    fn put(
+        &mut self,
+        i: &Instruction,
+        v: Val,
+        env: &dyn Env,
+        info: &mut InstructionInfoFactory,
+    ) -> Option<()> {
         let at = i.ip32();
         match i.op0_kind() {
             OpKind::Register if gpr(i.op0_register()).is_some() => {
@@ -579,7 +630,15 @@ impl State {
                     Some(())
                 }
                 None => {
-                    self.generic(i, info);
+                    self.generic(i, env, info);
+                    let size = i.memory_size().size();
+                    if let (Some(g), Some(x)) = (
+                        absolute_rva(i, env.image_base()),
+                        v.known.value(width_mask(size)),
+                    ) && i.mnemonic() == Mnemonic::Mov
+                    {
+                        self.global_stores.push((g, size, x));
+                    }
                     Some(())
                 }
             },
@@ -649,11 +708,11 @@ impl State {
                     Mnemonic::Add => Val::known(a.known.arith(b.known, width, u64::wrapping_add)),
                     _ => Val::known(a.known.arith(b.known, width, u64::wrapping_sub)),
                 };
-                self.put(i, r, info)
+                self.put(i, r, env, info)
             }
             Mnemonic::Not if i.op_count() == 1 => {
                 let a = self.operand(i, 0, env);
-                self.put(i, Val::known(a.known.xor(Known::constant(!0))), info)
+                self.put(i, Val::known(a.known.xor(Known::constant(!0))), env, info)
             }
             Mnemonic::Bts | Mnemonic::Btr | Mnemonic::Btc if two => {
                 let width = State::dest_width(i);
@@ -670,7 +729,7 @@ impl State {
                         // Setting or clearing a bit keeps the term; flipping
                         // one does not.
                         let sym = if set.is_some() { a.sym } else { Sym::None };
-                        self.put(i, Val { known, sym }, info)
+                        self.put(i, Val { known, sym }, env, info)
                     }
                     None => None,
                 }
@@ -685,7 +744,7 @@ impl State {
                         } else {
                             a.shl(n as u32, width)
                         };
-                        self.put(i, Val::known(known), info)
+                        self.put(i, Val::known(known), env, info)
                     }
                     None => None,
                 }
@@ -732,6 +791,13 @@ impl State {
                 self.move_rsp(-(width as i64), at);
                 if let Some(rsp) = self.rsp {
                     self.store(rsp, width, v, at);
+                    // A pushed register keeps where it got its value.
+                    if let Some(src) = (i.op0_kind() == OpKind::Register)
+                        .then(|| gpr(i.op0_register()))
+                        .flatten()
+                    {
+                        self.set_stack_origin(rsp, width, self.origin[src]);
+                    }
                 }
                 Some(())
             }
@@ -754,7 +820,7 @@ impl State {
             _ => None,
         };
         if modeled.is_none() {
-            self.generic(i, info);
+            self.generic(i, env, info);
         }
     }
 
@@ -795,15 +861,31 @@ impl State {
             ),
             _ => (None, None),
         };
-        self.put(i, v, info)?;
-        // An unknown value copied from another register comes from where
-        // that one came from: the reason points at the load, not the copy.
+        self.put(i, v, env, info)?;
+        // A value copied from another register comes from where that one
+        // came from: the reason points at the load or the constant, not
+        // the copy.
         if i.op0_kind() == OpKind::Register
             && i.op1_kind() == OpKind::Register
             && let (Some(d), Some(s)) = (gpr(i.op0_register()), gpr(i.op1_register()))
-            && v.known.value(width_mask(i.op1_register().size())).is_none()
         {
             self.origin[d] = self.origin[s];
+        }
+        // And a value stored to the stack keeps where the register got it.
+        if i.op0_kind() == OpKind::Memory
+            && i.op1_kind() == OpKind::Register
+            && let (Some(src), Some(off)) = (gpr(i.op1_register()), self.stack_offset(i))
+        {
+            self.set_stack_origin(off, i.memory_size().size(), self.origin[src]);
+        }
+        // Likewise for an unknown value loaded from the stack: where it was
+        // stored (or where the paths disagree on it).
+        if i.op0_kind() == OpKind::Register
+            && i.op1_kind() == OpKind::Memory
+            && let (Some(d), Some(off)) = (gpr(i.op0_register()), self.stack_offset(i))
+            && v.known.value(width_mask(i.memory_size().size())).is_none()
+        {
+            self.origin[d] = self.load(off, i.memory_size().size()).1;
         }
         // A pointer to a hooked API, or into the stack, copied to another
         // register stays one.
@@ -881,6 +963,7 @@ impl State {
             self.forget_reg(n, Origin::Call(at));
         }
         self.forget_stack(Origin::Call(at));
+        self.global_stores.clear();
         if !self.wide {
             self.alias = [None; 16];
             self.rsp = Some(anchor(at));
@@ -888,7 +971,7 @@ impl State {
     }
 
     /// Forgets whatever an unmodeled instruction writes.
-    fn generic(&mut self, i: &Instruction, info: &mut InstructionInfoFactory) {
+    fn generic(&mut self, i: &Instruction, env: &dyn Env, info: &mut InstructionInfoFactory) {
         let at = i.ip32();
         let info = info.info(i);
         for r in info.used_registers() {
@@ -928,9 +1011,20 @@ impl State {
                     || base == Some(RBP)
                     || self.stack_base(m.base()).is_some() =>
                 {
-                    self.forget_stack(Origin::At(at))
+                    self.forget_stack(Origin::At(at));
+                    self.global_stores.clear();
                 }
-                _ => {}
+                _ => match absolute_rva(i, env.image_base()) {
+                    // A store to a global's address: the stores it
+                    // overlaps are gone.
+                    Some(g) if m.index() == Register::None => {
+                        let end = g.saturating_add(size as u32);
+                        self.global_stores
+                            .retain(|&(r, n, _)| r >= end || r.saturating_add(n as u32) <= g);
+                    }
+                    // Through a pointer: it may alias any global.
+                    _ => self.global_stores.clear(),
+                },
             }
         }
     }

@@ -158,8 +158,14 @@ pub enum Sym {
     /// None: the unknown bits are just unknown.
     #[default]
     None,
-    /// The function's n-th (zero-based) parameter as the caller passed it.
-    Param(u8),
+    /// Parameter `n` (zero-based) of the function starting at `entry`, as
+    /// its caller passed it.
+    Param {
+        /// Which parameter.
+        n: u8,
+        /// Where the function starts.
+        entry: u32,
+    },
     /// The bitwise or of the contents of up to [`MAX_GLOBALS`] of the
     /// driver's own globals (RVAs), each read `size` bytes wide.
     Globals {

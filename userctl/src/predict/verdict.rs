@@ -199,8 +199,8 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
     }
     match val.sym {
         Sym::Globals { .. } => from_globals(img, site, val, width, caller),
-        Sym::Param(p) if site.region.exact => {
-            callers::decide(img, site, usize::from(p), val.known, caller)
+        Sym::Param { n, entry } => {
+            callers::decide(img, site, usize::from(n), entry, val.known, caller)
         }
         _ => {
             let (reason, at) = origin_reason("it is", origin, site, img);
@@ -221,10 +221,7 @@ pub type GlobalValues = (Vec<(u64, Vec<u64>)>, Vec<Facts>);
 /// Every value of `val` over the values its globals can hold, with the
 /// facts of each global; `None` (and the reason) when one is unknowable
 /// or there are too many.
-pub fn global_values(
-    img: &mut Image<'_>,
-    val: Val,
-) -> Result<GlobalValues, (String, u32)> {
+pub fn global_values(img: &mut Image<'_>, val: Val) -> Result<GlobalValues, (String, u32)> {
     let Sym::Globals { size, .. } = val.sym else {
         return Err(("it is not read from globals".into(), 0));
     };

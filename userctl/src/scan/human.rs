@@ -42,7 +42,10 @@ fn write_site(out: &mut dyn Write, s: &PredictedSite) -> io::Result<()> {
     let value = match (s.value, &s.value_name, &s.reason) {
         (Some(v), Some(name), _) => format!("{} {v:#x} ({name})", s.argument),
         (Some(v), None, _) => format!("{} {v:#x}", s.argument),
-        (None, _, Some(why)) => format!("{} unknown: {why}", s.argument),
+        (None, _, Some(why)) if s.verdict == Verdict::Unknown => {
+            format!("{} unknown: {why}", s.argument)
+        }
+        (None, _, Some(why)) => format!("{} not one constant: {why}", s.argument),
         (None, _, None) => format!("{} unknown", s.argument),
     };
     let via = match s.via {
