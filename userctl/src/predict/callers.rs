@@ -10,7 +10,7 @@ use super::image::Image;
 use super::refs::{self, Addressing};
 use super::sites::{RawSite, argument};
 use super::sweep::is_near;
-use super::value::{Known, Sym};
+use super::value::{Known, Sym, Val};
 use super::verdict::{Outcome, global_values, judge_value};
 use super::{Verdict, value_name};
 use iced_x86::FlowControl;
@@ -33,23 +33,23 @@ pub struct CallerValue {
     pub verdict: Verdict,
 }
 
-/// Decides a wrapper's site from its callers; `param` is the parameter the
-/// checked argument is, `known` the bits the wrapper itself fixes.
-pub fn decide(
-    img: &mut Image<'_>,
-    site: &RawSite,
-    param: usize,
-    entry: u32,
-    known: Known,
-    caller: u64,
-) -> Outcome {
-    let hook = site.hook;
-    let unknown = |reason: String, at: u32| Outcome {
-        verdict: Some(Verdict::Unknown),
-        reason,
-        reason_rva: Some(at),
-        ..Outcome::default()
-    };
+/// What the direct callers of the function at `entry` pass as parameter
+/// `param`: (call RVA, value) each; or why they cannot all be seen, and
+/// where. Found once per image.
+pub type Passed = Result<Vec<(u32, Val)>, (String, u32)>;
+
+/// [`Passed`] for a function and parameter, from the image's cache.
+pub fn passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
+    if let Some(p) = img.passed.get(&(entry, param)) {
+        return p.clone();
+    }
+    let p = find_passed(img, entry, param);
+    img.passed.insert((entry, param), p.clone());
+    p
+}
+
+fn find_passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
+    let unknown = |reason: String, at: u32| Err((reason, at));
     // Direct calls and jumps are relative in both bitnesses; x86 code
     // takes an address absolutely.
     let mut fields = Vec::new();
@@ -86,10 +86,10 @@ pub fn decide(
     let in_data = img.pe.sections().filter(|s| !s.is_executable()).any(|s| {
         img.pe.bytes_from(s.rva(), "data").ok().is_some_and(|b| {
             let b = b.get(..s.raw_size() as usize).unwrap_or(b);
-            let holds_va = b.windows(pointer.len()).any(|w| w == pointer.as_slice());
+            let holds_va = memchr::memmem::find(b, &pointer).is_some();
             let holds_rva = leaf
                 && exception.is_none_or(|(d, _)| !s.contains(d))
-                && b.windows(4).any(|w| w == rva_bytes);
+                && memchr::memmem::find(b, &rva_bytes).is_some();
             holds_va || holds_rva
         })
     });
@@ -154,6 +154,32 @@ pub fn decide(
             entry,
         );
     }
+    Ok(values)
+}
+
+/// Decides a wrapper's site from its callers; `param` is the parameter of
+/// the function at `entry` the checked argument is, `known` the bits the
+/// wrapper itself fixes.
+pub fn decide(
+    img: &mut Image<'_>,
+    site: &RawSite,
+    param: usize,
+    entry: u32,
+    known: Known,
+    caller: u64,
+) -> Outcome {
+    let hook = site.hook;
+    let values = match passed(img, entry, param) {
+        Ok(v) => v,
+        Err((reason, at)) => {
+            return Outcome {
+                verdict: Some(Verdict::Unknown),
+                reason,
+                reason_rva: Some(at),
+                ..Outcome::default()
+            };
+        }
+    };
     let (checked, _, _) = match super::checked_argument(&hook.rule) {
         Some(c) => c,
         None => return Outcome::default(),

@@ -20,9 +20,9 @@ use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
 };
 
-/// Rounds over the blocks at most: a region still changing then gives no
-/// states (each round only loses knowledge, so this is never reached on
-/// sane code).
+/// Steps of each block, on average, at most: a region still changing then
+/// gives no states (each step only loses knowledge, so this is never
+/// reached on sane code).
 const MAX_ROUNDS: usize = 64;
 /// Regions larger than this many bytes are not analyzed whole.
 pub const MAX_REGION_BYTES: usize = 1 << 20;
@@ -272,33 +272,42 @@ impl Flow {
             }
         }
         let mut info = InstructionInfoFactory::new();
-        for _ in 0..MAX_ROUNDS {
-            let mut changed = false;
-            for b in 0..nb {
-                let Some(mut s) = self.ins[b].clone() else {
+        // A worklist in address order: a block is stepped again only when
+        // the state at its start changed.
+        let mut pending: std::collections::BTreeSet<usize> =
+            (0..nb).filter(|&b| self.ins[b].is_some()).collect();
+        let mut budget = MAX_ROUNDS.saturating_mul(nb.max(1));
+        while let Some(b) = pending.pop_first() {
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                break;
+            }
+            let Some(mut s) = self.ins[b].clone() else {
+                continue;
+            };
+            let block = &self.blocks[b];
+            for i in &self.insns[block.first..block.end] {
+                s.step(i, env, &mut info);
+            }
+            for &t in &block.succs {
+                if self.blocks[t].fixed {
                     continue;
+                }
+                let rva = self.insns[self.blocks[t].first].ip32();
+                let changed = match &mut self.ins[t] {
+                    Some(x) => x.meet(&s, rva),
+                    slot @ None => {
+                        *slot = Some(s.clone());
+                        true
+                    }
                 };
-                let block = &self.blocks[b];
-                for i in &self.insns[block.first..block.end] {
-                    s.step(i, env, &mut info);
-                }
-                for &t in &block.succs {
-                    if self.blocks[t].fixed {
-                        continue;
-                    }
-                    let rva = self.insns[self.blocks[t].first].ip32();
-                    match &mut self.ins[t] {
-                        Some(x) => changed |= x.meet(&s, rva),
-                        slot @ None => {
-                            *slot = Some(s.clone());
-                            changed = true;
-                        }
-                    }
+                if changed {
+                    pending.insert(t);
                 }
             }
-            if !changed {
-                return;
-            }
+        }
+        if pending.is_empty() {
+            return;
         }
         // Did not settle: no states at all.
         self.ins = vec![None; nb];

@@ -95,8 +95,18 @@ fn mask(size: usize) -> u64 {
     super::value::width_mask(size)
 }
 
-/// Finds what a global `size` bytes wide at `rva` can hold.
+/// Finds what a global `size` bytes wide at `rva` can hold (once per
+/// image).
 pub fn facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
+    if let Some(f) = img.facts.get(&(rva, size)) {
+        return f.clone();
+    }
+    let f = find_facts(img, rva, size);
+    img.facts.insert((rva, size), f.clone());
+    f
+}
+
+fn find_facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
     let mut f = Facts {
         rva,
         size,

@@ -60,6 +60,10 @@ pub struct Image<'a> {
     /// RtlIsNtDdiVersionAvailable).
     names: HashMap<u32, String>,
     flows: HashMap<Region, Flow>,
+    /// What the callers of each wrapper pass, by (entry, parameter).
+    pub passed: HashMap<(u32, usize), super::callers::Passed>,
+    /// What each global read so far can hold, by (RVA, width).
+    pub facts: HashMap<(u32, usize), super::globals::Facts>,
     /// Bytes decoded so far (regions and the sweep).
     pub decoded: usize,
 }
@@ -88,6 +92,8 @@ impl<'a> Image<'a> {
             starts: Vec::new(),
             names,
             flows: HashMap::new(),
+            facts: HashMap::new(),
+            passed: HashMap::new(),
             decoded: 0,
         }
     }

@@ -21,6 +21,7 @@ pub mod globals;
 pub mod image;
 pub mod refs;
 pub mod sites;
+pub mod stackmap;
 pub mod sweep;
 pub mod track;
 pub mod value;

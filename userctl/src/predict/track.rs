@@ -23,9 +23,9 @@
 //! known copy of `rsp`, or with an index register, forgets the whole stack
 //! all the same).
 
+use super::stackmap::StackMap;
 use super::value::{Known, Sym, Val, width_mask};
 use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
-use std::collections::BTreeMap;
 
 /// The hooked API a register points to, as an index the caller gave (the
 /// catalog row), and the instruction that loaded it.
@@ -104,9 +104,9 @@ pub struct State {
     /// rsp minus the base, while known.
     rsp: Option<i64>,
     /// Known bytes of the stack, by offset from the base.
-    stack: BTreeMap<i64, StackByte>,
+    stack: StackMap<StackByte>,
     /// Terms stored on the stack: offset -> (width, term).
-    stack_sym: BTreeMap<i64, (u8, Sym)>,
+    stack_sym: StackMap<(u8, Sym)>,
     /// Where the stack was last forgotten wholesale.
     stack_origin: Origin,
     /// Constants this path stored to the image's globals, still there:
@@ -189,8 +189,8 @@ impl State {
             func: [None; 16],
             alias: [None; 16],
             rsp: Some(base),
-            stack: BTreeMap::new(),
-            stack_sym: BTreeMap::new(),
+            stack: StackMap::new(),
+            stack_sym: StackMap::new(),
             stack_origin: Origin::BeforeBlock,
             global_stores: Vec::new(),
         }
@@ -296,7 +296,11 @@ impl State {
     /// Merges the state of another path into this one at the block at
     /// `block`; true if this state changed.
     pub fn meet(&mut self, o: &State, block: u32) -> bool {
-        let before = self.clone();
+        // The fixed-size parts are compared after; the maps say as they go.
+        let (regs, syms, func, origin, alias) =
+            (self.regs, self.syms, self.func, self.origin, self.alias);
+        let (rsp, stack_origin, stores) = (self.rsp, self.stack_origin, self.global_stores.len());
+        let mut changed = false;
         for n in 0..16 {
             if self.syms[n] != o.syms[n] {
                 // A constant just stored to a global is that global's
@@ -315,9 +319,9 @@ impl State {
             if self.func[n] != o.func[n] {
                 self.func[n] = None;
             }
-            if self.regs[n] != before.regs[n]
-                || self.syms[n] != before.syms[n]
-                || self.func[n] != before.func[n]
+            if self.regs[n] != regs[n]
+                || self.syms[n] != syms[n]
+                || self.func[n] != func[n]
                 || self.origin[n] != o.origin[n]
             {
                 self.origin[n] = self.origin[n].meet(o.origin[n], block);
@@ -330,9 +334,11 @@ impl State {
                     self.alias[n] = None;
                 }
             }
-            let mut stack = BTreeMap::new();
-            for (k, a) in &self.stack {
-                let Some(b) = o.stack.get(k) else { continue };
+            self.stack.retain(|k, a| {
+                let Some(b) = o.stack.get(k) else {
+                    changed = true;
+                    return false;
+                };
                 let m = Known {
                     bits: u64::from(a.bits),
                     mask: u64::from(a.mask),
@@ -341,17 +347,20 @@ impl State {
                     bits: u64::from(b.bits),
                     mask: u64::from(b.mask),
                 });
-                stack.insert(
-                    *k,
-                    StackByte {
-                        bits: m.bits as u8,
-                        mask: m.mask as u8,
-                        origin: a.origin.meet(b.origin, block),
-                    },
-                );
-            }
-            self.stack = stack;
-            self.stack_sym.retain(|k, v| o.stack_sym.get(k) == Some(v));
+                let new = StackByte {
+                    bits: m.bits as u8,
+                    mask: m.mask as u8,
+                    origin: a.origin.meet(b.origin, block),
+                };
+                changed |= new != *a;
+                *a = new;
+                true
+            });
+            self.stack_sym.retain(|k, v| {
+                let keep = o.stack_sym.get(k) == Some(v);
+                changed |= !keep;
+                keep
+            });
             if self.stack_origin != o.stack_origin {
                 self.stack_origin = Origin::Merge(block);
             }
@@ -360,9 +369,20 @@ impl State {
             self.alias = [None; 16];
             self.regs[RSP] = Known::UNKNOWN;
             self.rsp = Some(anchor(block));
+            if self.stack.iter().next().is_some() || self.stack_sym.iter().next().is_some() {
+                changed = true;
+            }
             self.forget_stack(Origin::Merge(block));
         }
-        *self != before
+        changed
+            || regs != self.regs
+            || syms != self.syms
+            || func != self.func
+            || origin != self.origin
+            || alias != self.alias
+            || rsp != self.rsp
+            || stack_origin != self.stack_origin
+            || stores != self.global_stores.len()
     }
 
     fn read(&self, reg: Register) -> Val {
@@ -455,23 +475,13 @@ impl State {
     /// Drops the terms stored over any of the bytes `off..off+len`.
     fn drop_stack_syms(&mut self, off: i64, len: usize) {
         let end = off.saturating_add(len as i64);
-        let keys: Vec<i64> = self
-            .stack_sym
-            .range(off.saturating_sub(8)..end)
-            .filter(|(k, (w, _))| k.saturating_add(i64::from(*w)) > off)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            self.stack_sym.remove(&k);
-        }
+        self.stack_sym
+            .retain(|k, (w, _)| k >= end || k.saturating_add(i64::from(*w)) <= off);
     }
 
     fn forget_stack_range(&mut self, off: i64, len: usize, at: u32) {
         let end = off.saturating_add(len as i64);
-        let keys: Vec<i64> = self.stack.range(off..end).map(|(k, _)| *k).collect();
-        for k in keys {
-            self.stack.remove(&k);
-        }
+        self.stack.remove_range(off, end);
         self.drop_stack_syms(off, len);
         // Bytes not in the map read as unknown, written here.
         for k in off..end.min(off + 64) {
@@ -491,8 +501,8 @@ impl State {
     /// rsp moves up.
     fn drop_below_rsp(&mut self) {
         if let Some(rsp) = self.rsp {
-            self.stack = self.stack.split_off(&rsp);
-            self.stack_sym = self.stack_sym.split_off(&rsp);
+            self.stack.drop_below(rsp);
+            self.stack_sym.drop_below(rsp);
         }
     }
 
@@ -514,7 +524,7 @@ impl State {
         // For a known value, who wrote its first byte.
         let mut writer = None;
         for i in 0..len.min(8) {
-            let Some(b) = self.stack.get(&off.wrapping_add(i as i64)) else {
+            let Some(b) = self.stack.get(off.wrapping_add(i as i64)) else {
                 origin.get_or_insert(self.stack_origin);
                 continue;
             };
@@ -526,7 +536,7 @@ impl State {
             }
         }
         let origin = origin.or(writer);
-        let sym = match self.stack_sym.get(&off) {
+        let sym = match self.stack_sym.get(off) {
             Some(&(w, s)) if usize::from(w) >= len && len >= 4 => s,
             _ => Sym::None,
         };
@@ -556,7 +566,7 @@ impl State {
     /// stored there comes from where the register got it).
     fn set_stack_origin(&mut self, off: i64, len: usize, origin: Origin) {
         for k in 0..len.min(8) {
-            if let Some(b) = self.stack.get_mut(&off.wrapping_add(k as i64)) {
+            if let Some(b) = self.stack.get_mut(off.wrapping_add(k as i64)) {
                 b.origin = origin;
             }
         }
