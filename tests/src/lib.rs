@@ -12,8 +12,10 @@ pub mod wine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The target every fixture is built for.
+/// The target the Rust fixtures are built for.
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
+/// The target of the ARM64 Rust fixture.
+pub const TARGET_ARM64: &str = "aarch64-pc-windows-msvc";
 
 /// The fixture images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +49,13 @@ pub enum Fixture {
     /// flow.c built with clang and lld-link for 32-bit x86 (stdcall), with
     /// a PDB.
     FlowClangX86,
+    /// flow.c built with clang and lld-link for ARM64, with unwind data
+    /// and a PDB.
+    FlowClangArm64,
+    /// predict.rs built for ARM64 (aarch64-pc-windows-msvc, rust-lld).
+    PredictRustArm64,
+    /// hvci_probe built for ARM64 with `.data` marked ERW: 0x2003.
+    WriteExecuteDataArm64,
 }
 
 /// What builds a fixture.
@@ -58,13 +67,15 @@ pub enum Toolchain {
     Clang,
     /// The same for 32-bit x86 (i686-pc-windows-msvc).
     ClangX86,
+    /// The same for ARM64 (aarch64-pc-windows-msvc).
+    ClangArm64,
     /// x86_64-w64-mingw32-gcc and its ld.
     Mingw,
 }
 
 impl Fixture {
     /// Every fixture.
-    pub const ALL: [Fixture; 12] = [
+    pub const ALL: [Fixture; 15] = [
         Fixture::Clean,
         Fixture::WriteExecuteData,
         Fixture::WriteExecuteInit,
@@ -77,15 +88,20 @@ impl Fixture {
         Fixture::PredictMingw,
         Fixture::FlowClang,
         Fixture::FlowClangX86,
+        Fixture::FlowClangArm64,
+        Fixture::PredictRustArm64,
+        Fixture::WriteExecuteDataArm64,
     ];
 
     /// The fixtures for call-site prediction.
-    pub const PREDICT: [Fixture; 5] = [
+    pub const PREDICT: [Fixture; 7] = [
         Fixture::PredictRust,
         Fixture::PredictClang,
         Fixture::PredictMingw,
         Fixture::FlowClang,
         Fixture::FlowClangX86,
+        Fixture::FlowClangArm64,
+        Fixture::PredictRustArm64,
     ];
 
     /// The file name of the built image.
@@ -103,6 +119,9 @@ impl Fixture {
             Fixture::PredictMingw => "predict_mingw.sys",
             Fixture::FlowClang => "flow_clang.sys",
             Fixture::FlowClangX86 => "flow_clang_x86.sys",
+            Fixture::FlowClangArm64 => "flow_clang_arm64.sys",
+            Fixture::PredictRustArm64 => "predict_rust_arm64.sys",
+            Fixture::WriteExecuteDataArm64 => "wx_data_arm64.sys",
         }
     }
 
@@ -111,6 +130,7 @@ impl Fixture {
         match self {
             Fixture::PredictClang | Fixture::FlowClang => Toolchain::Clang,
             Fixture::FlowClangX86 => Toolchain::ClangX86,
+            Fixture::FlowClangArm64 => Toolchain::ClangArm64,
             Fixture::PredictMingw => Toolchain::Mingw,
             _ => Toolchain::Rust,
         }
@@ -119,9 +139,9 @@ impl Fixture {
     fn source(self) -> &'static str {
         match self {
             Fixture::StraddlingReloc => "straddle.rs",
-            Fixture::PredictRust => "predict.rs",
+            Fixture::PredictRust | Fixture::PredictRustArm64 => "predict.rs",
             Fixture::PredictClang | Fixture::PredictMingw => "predict.c",
-            Fixture::FlowClang | Fixture::FlowClangX86 => "flow.c",
+            Fixture::FlowClang | Fixture::FlowClangX86 | Fixture::FlowClangArm64 => "flow.c",
             _ => "hvci_probe.rs",
         }
     }
@@ -130,7 +150,9 @@ impl Fixture {
     pub fn source_path(self) -> PathBuf {
         let lang = match self.toolchain() {
             Toolchain::Rust => "rust",
-            Toolchain::Clang | Toolchain::ClangX86 | Toolchain::Mingw => "c",
+            Toolchain::Clang | Toolchain::ClangX86 | Toolchain::ClangArm64 | Toolchain::Mingw => {
+                "c"
+            }
         };
         source_dir().join(lang).join(self.source())
     }
@@ -139,7 +161,7 @@ impl Fixture {
     /// (builds the fixture first).
     pub fn pdb_path(self) -> Option<PathBuf> {
         match self.toolchain() {
-            Toolchain::Rust | Toolchain::Clang | Toolchain::ClangX86 => {
+            Toolchain::Rust | Toolchain::Clang | Toolchain::ClangX86 | Toolchain::ClangArm64 => {
                 Some(self.path().with_extension("pdb"))
             }
             Toolchain::Mingw => None,
@@ -154,8 +176,10 @@ impl Fixture {
             | Fixture::PredictClang
             | Fixture::PredictMingw
             | Fixture::FlowClang
-            | Fixture::FlowClangX86 => &[],
-            Fixture::WriteExecuteData => &["/SECTION:.data,ERW"],
+            | Fixture::FlowClangX86
+            | Fixture::FlowClangArm64
+            | Fixture::PredictRustArm64 => &[],
+            Fixture::WriteExecuteData | Fixture::WriteExecuteDataArm64 => &["/SECTION:.data,ERW"],
             Fixture::WriteExecuteInit => &["/SECTION:INIT,ERW"],
             Fixture::LowAlignment => &["/ALIGN:0x200", "/FILEALIGN:0x200"],
             Fixture::IatInText | Fixture::IatInTextNoDirectory => &["/MERGE:.rdata=.text"],
@@ -194,7 +218,16 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
     if fixture.toolchain() != Toolchain::Rust {
         return build_c(fixture);
     }
-    build_rust(
+    let target = if matches!(
+        fixture,
+        Fixture::PredictRustArm64 | Fixture::WriteExecuteDataArm64
+    ) {
+        TARGET_ARM64
+    } else {
+        TARGET
+    };
+    build_rust_for(
+        target,
         fixture.file_name(),
         fixture.source(),
         &[],
@@ -269,19 +302,22 @@ fn ntoskrnl_x86_def() -> PathBuf {
 fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), String> {
     let lib = tmp_dir.join("ntoskrnl.lib");
     let obj = tmp_dir.join("fixture.obj");
-    let x86 = fixture.toolchain() == Toolchain::ClangX86;
-    let (machine, def, target) = if x86 {
-        (
+    let (machine, def, target) = match fixture.toolchain() {
+        Toolchain::ClangX86 => (
             &["-m", "i386", "-k"][..],
             ntoskrnl_x86_def(),
             "--target=i686-pc-windows-msvc",
-        )
-    } else {
-        (
+        ),
+        Toolchain::ClangArm64 => (
+            &["-m", "arm64"][..],
+            ntoskrnl_def(),
+            "--target=aarch64-pc-windows-msvc",
+        ),
+        _ => (
             &["-m", "i386:x86-64"][..],
             ntoskrnl_def(),
             "--target=x86_64-pc-windows-msvc",
-        )
+        ),
     };
     run(
         Command::new("llvm-dlltool")
@@ -305,9 +341,12 @@ fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), Strin
                 "-masm=intel",
                 "-c",
             ])
-            // flow.c's x64 build has unwind info (.pdata), as MSVC's
-            // drivers do: prediction then decodes only what matters.
-            .args((fixture == Fixture::FlowClang).then_some("-funwind-tables"))
+            // flow.c's x64 and ARM64 builds have unwind info (.pdata), as
+            // MSVC's drivers do: function bounds for the analysis.
+            .args(
+                matches!(fixture, Fixture::FlowClang | Fixture::FlowClangArm64)
+                    .then_some("-funwind-tables"),
+            )
             .arg(fixture.source_path())
             .arg("-o")
             .arg(&obj),
@@ -467,6 +506,17 @@ fn build_rust(
     link_args: &[&str],
     post: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<PathBuf, String> {
+    build_rust_for(TARGET, file_name, source, cfgs, link_args, post)
+}
+
+fn build_rust_for(
+    target: &str,
+    file_name: &str,
+    source: &str,
+    cfgs: &[&str],
+    link_args: &[&str],
+    post: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(file_name);
@@ -483,7 +533,7 @@ fn build_rust(
         "--edition",
         "2024",
         "--target",
-        TARGET,
+        target,
         "--crate-type",
         "cdylib",
     ])
@@ -516,7 +566,7 @@ fn build_rust(
     if !output.status.success() {
         let _ = std::fs::remove_dir_all(&tmp_dir);
         return Err(format!(
-            "rustc failed (is the target installed? `rustup target add {TARGET}`):\n{}",
+            "rustc failed (is the target installed? `rustup target add {target}`):\n{}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }

@@ -251,6 +251,14 @@ fn rust_fixture_sites_are_predicted_on_their_lines() {
 }
 
 #[test]
+fn rust_arm64_fixture_sites_are_predicted_on_their_lines() {
+    // The same source built for ARM64: the same verdicts, from A64 code.
+    check_with_pdb(Fixture::PredictRustArm64, RUST);
+    let (_, file) = scan_one(&Fixture::PredictRustArm64.path(), &[]);
+    assert_eq!(file["machine"], "ARM64");
+}
+
+#[test]
 fn c_fixture_with_pdb_sites_are_predicted_on_their_lines() {
     check_with_pdb(Fixture::PredictClang, C);
     // The four ways of calling are all there.
@@ -430,7 +438,13 @@ fn sarif_locates_predicted_violations_in_the_source() {
 /// nothing: the sweep and the tracker must never read past it or panic.
 #[test]
 fn truncated_code_sections_do_not_panic() {
-    for fixture in [Fixture::PredictClang, Fixture::PredictRust] {
+    for fixture in [
+        Fixture::PredictClang,
+        Fixture::PredictRust,
+        Fixture::FlowClang,
+        Fixture::FlowClangX86,
+        Fixture::FlowClangArm64,
+    ] {
         let bytes = fixture.bytes();
         let pe = PeImage::parse(&bytes, Layout::File).unwrap();
         let text: Vec<(usize, u32)> = pe

@@ -43,7 +43,10 @@ pub fn passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
     if let Some(p) = img.passed.get(&(entry, param)) {
         return p.clone();
     }
-    let p = find_passed(img, entry, param);
+    let p = match &img.arm {
+        Some(a) => a.passed(img, entry, param),
+        None => find_passed(img, entry, param),
+    };
     img.passed.insert((entry, param), p.clone());
     p
 }

@@ -101,7 +101,10 @@ pub fn facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
     if let Some(f) = img.facts.get(&(rva, size)) {
         return f.clone();
     }
-    let f = find_facts(img, rva, size);
+    let f = match &img.arm {
+        Some(a) => a.facts(img, rva, size),
+        None => find_facts(img, rva, size),
+    };
     img.facts.insert((rva, size), f.clone());
     f
 }

@@ -66,18 +66,22 @@ pub struct Image<'a> {
     pub facts: HashMap<(u32, usize), super::globals::Facts>,
     /// Bytes decoded so far (regions and the sweep).
     pub decoded: usize,
+    /// For an ARM64 image: its analysis (the regions above are x86's).
+    pub arm: Option<super::arm64::Analysis>,
 }
 
 impl<'a> Image<'a> {
     /// An image's context; `sections` are its executable sections.
     pub fn new(pe: &'a PeImage<'a>, sections: Vec<Code<'a>>, wide: bool, imports: Imports) -> Self {
+        let arm = pe.machine() == super::arm64::MACHINE_ARM64;
         let mut names = HashMap::new();
         let _ = pe.for_each_import(|imp| {
             if let ImportName::Name(n) = imp.name {
                 names.insert(imp.iat_rva, String::from_utf8_lossy(n).into_owned());
             }
         });
-        let functions = if wide {
+        // ARM64's .pdata has another layout (arm64.rs reads it).
+        let functions = if wide && !arm {
             Functions::read(pe)
         } else {
             Functions::default()
@@ -95,7 +99,13 @@ impl<'a> Image<'a> {
             facts: HashMap::new(),
             passed: HashMap::new(),
             decoded: 0,
+            arm: None,
         }
+    }
+
+    /// Is this an ARM64 image?
+    pub fn is_arm64(&self) -> bool {
+        self.pe.machine() == super::arm64::MACHINE_ARM64
     }
 
     /// The name of the import whose IAT slot is at an RVA.

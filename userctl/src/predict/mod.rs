@@ -13,6 +13,7 @@
 //! over its callers' values ([`callers`]). A value that comes from anywhere
 //! else is *unknown*, never guessed, and the reason says why.
 
+pub mod arm64;
 pub mod callers;
 pub mod disasm;
 pub mod flow;
@@ -373,7 +374,7 @@ pub struct Prediction {
 }
 
 /// Predicts every call site of a hooked import. `None` for an image whose
-/// code is not decoded (neither x64 nor x86); an error only when the import
+/// code is not decoded (not x64, x86 or ARM64); an error only when the import
 /// table cannot be read (the scan reports it already).
 pub fn predict(pe: &PeImage<'_>) -> Result<Option<Vec<Site>>, PeError> {
     Ok(predict_with_cost(pe)?.map(|p| p.sites))
@@ -384,6 +385,7 @@ pub fn predict_with_cost(pe: &PeImage<'_>) -> Result<Option<Prediction>, PeError
     let wide = match (pe.machine(), pe.is_64()) {
         (MACHINE_AMD64, true) => true,
         (MACHINE_I386, false) => false,
+        (arm64::MACHINE_ARM64, true) => true,
         _ => return Ok(None),
     };
     let mut slots: Vec<(u32, usize)> = Vec::new();

@@ -95,6 +95,13 @@ fn x86_offset(hook: Option<&Hook>, n: usize) -> i64 {
 
 /// The image's call sites of hooked imports, in address order.
 pub fn find(img: &mut Image<'_>) -> Vec<RawSite> {
+    if img.is_arm64() {
+        let a = super::arm64::analyze(img);
+        img.decoded += a.decoded;
+        let sites = a.sites.clone();
+        img.arm = Some(a);
+        return sites;
+    }
     let regions = if img.wide && !img.functions.is_empty() {
         regions_by_scan(img)
     } else {

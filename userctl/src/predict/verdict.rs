@@ -98,6 +98,9 @@ fn origin_reason(what: &str, origin: Origin, site: &RawSite, img: &Image<'_>) ->
 
 /// The instruction at an RVA, as text.
 pub fn instruction_text(img: &Image<'_>, rva: u32) -> Option<String> {
+    if img.is_arm64() {
+        return super::arm64::text(img, rva);
+    }
     let s = img.section_of(rva)?;
     let bitness = if img.wide { 64 } else { 32 };
     let mut d = iced_x86::Decoder::with_ip(
