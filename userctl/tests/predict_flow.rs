@@ -217,3 +217,31 @@ fn predicting_decodes_only_the_functions_that_matter() {
         }
     }
 }
+
+#[test]
+fn sarif_says_why_a_site_without_one_constant_is_a_violation() {
+    let path = Fixture::FlowClang.path();
+    let (code, out, _) = common::civctl([
+        "scan".as_ref(),
+        "--format".as_ref(),
+        "sarif".as_ref(),
+        path.as_os_str(),
+    ]);
+    assert_eq!(code, 1);
+    let log: Value = serde_json::from_str(&out).unwrap();
+    let messages: Vec<&str> = log["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["properties"]["predicted"] == true)
+        .map(|r| r["message"]["text"].as_str().unwrap())
+        .collect();
+    // The wrapper's violation: its callers are the evidence.
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("not one constant") && m.contains("its callers: ")),
+        "{messages:#?}"
+    );
+    assert!(messages.iter().all(|m| !m.contains(" ?:")), "{messages:#?}");
+}

@@ -75,18 +75,7 @@ impl State {
     /// Does register n hold the constant this path stored to the one
     /// global `sym` reads (see track.rs)?
     fn holds_global(&self, n: usize, sym: Sym) -> bool {
-        let Sym::Globals {
-            rvas, n: 1, size, ..
-        } = sym
-        else {
-            return false;
-        };
-        let size = usize::from(size);
-        self.regs[n].known.value(width_mask(size)).is_some_and(|v| {
-            self.stores
-                .iter()
-                .any(|&(g, s, x)| g == rvas[0] && s == size && x == v)
-        })
+        super::value::holds_global(&self.stores, self.regs[n].known, sym)
     }
 
     fn meet(&mut self, o: &State, block: u32) -> bool {
@@ -911,19 +900,10 @@ fn writeback(s: &mut State, op: &Operand, at: u32) {
 impl Analysis {
     /// What a global can hold, from the stores the analysis saw.
     pub fn facts(&self, img: &Image<'_>, rva: u32, size: usize) -> Facts {
-        let mut initial = 0u64;
-        for k in 0..size {
-            let b = img
-                .pe
-                .bytes_at(rva + k as u32, 1, "global")
-                .ok()
-                .map_or(0, |b| b[0]);
-            initial |= u64::from(b) << (8 * k);
-        }
         let mut f = Facts {
             rva,
             size,
-            initial,
+            initial: super::globals::initial_value(img, rva, size),
             stores: Vec::new(),
             blocker: None,
         };

@@ -174,14 +174,7 @@ pub fn decide(
     let hook = site.hook;
     let values = match passed(img, entry, param) {
         Ok(v) => v,
-        Err((reason, at)) => {
-            return Outcome {
-                verdict: Some(Verdict::Unknown),
-                reason,
-                reason_rva: Some(at),
-                ..Outcome::default()
-            };
-        }
+        Err((reason, at)) => return Outcome::unknown(reason, at),
     };
     let (checked, _, _) = match super::checked_argument(&hook.rule) {
         Some(c) => c,

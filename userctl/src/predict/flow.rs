@@ -70,7 +70,8 @@ impl Flow {
         read_u32: &dyn Fn(u32) -> Option<u32>,
     ) -> Flow {
         let bitness = if wide { 64 } else { 32 };
-        let mut insns = Vec::new();
+        // About one instruction per 4 bytes of x86 code.
+        let mut insns = Vec::with_capacity(region.len() / 4);
         let mut bytes = 0;
         for &(begin, end) in &region.ranges {
             let Some(section) = sections.iter().find(|s| s.contains(begin)) else {

@@ -95,6 +95,19 @@ fn mask(size: usize) -> u64 {
     super::value::width_mask(size)
 }
 
+/// The value the image gives a global `size` bytes wide: its bytes in the
+/// file, zero past the section's raw data (the loader zero-fills).
+pub fn initial_value(img: &Image<'_>, rva: u32, size: usize) -> u64 {
+    (0..size.min(8)).fold(0u64, |v, k| {
+        let b = img
+            .pe
+            .bytes_at(rva + k as u32, 1, "global")
+            .ok()
+            .map_or(0, |b| b[0]);
+        v | u64::from(b) << (8 * k)
+    })
+}
+
 /// Finds what a global `size` bytes wide at `rva` can hold (once per
 /// image).
 pub fn facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
@@ -137,17 +150,7 @@ fn find_facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
         }
         Some(_) => {}
     }
-    // The image's value; past the raw data the loader zero-fills.
-    let mut initial = 0u64;
-    for k in 0..size {
-        let b = img
-            .pe
-            .bytes_at(rva + k as u32, 1, "global")
-            .ok()
-            .map_or(0, |b| b[0]);
-        initial |= u64::from(b) << (8 * k);
-    }
-    f.initial = initial;
+    f.initial = initial_value(img, rva, size);
     let targets: Vec<u32> = (rva.saturating_sub(REACH)..rva + size as u32).collect();
     let (how, tails): (Addressing, &[u32]) = if img.wide {
         (Addressing::RipRelative, &[0, 1, 2, 4])

@@ -278,19 +278,7 @@ impl State {
     /// Does register n hold the constant this path stored to the global
     /// the term `sym` reads (so it equals that global's contents here)?
     fn holds_global(&self, n: usize, sym: Sym) -> bool {
-        let Sym::Globals {
-            rvas, n: 1, size, ..
-        } = sym
-        else {
-            return false;
-        };
-        let size = usize::from(size);
-        let Some(v) = self.regs[n].value(width_mask(size)) else {
-            return false;
-        };
-        self.global_stores
-            .iter()
-            .any(|&(g, s, x)| g == rvas[0] && s == size && x == v)
+        super::value::holds_global(&self.global_stores, self.regs[n], sym)
     }
 
     /// Merges the state of another path into this one at the block at

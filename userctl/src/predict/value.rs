@@ -223,6 +223,24 @@ impl Sym {
     }
 }
 
+/// Does a value equal the contents of the one global `sym` reads, because
+/// it is the constant that `stores` (RVA, width, value: the constants this
+/// path stored to globals, still there) says the global holds?
+pub fn holds_global(stores: &[(u32, usize, u64)], value: Known, sym: Sym) -> bool {
+    let Sym::Globals {
+        rvas, n: 1, size, ..
+    } = sym
+    else {
+        return false;
+    };
+    let size = usize::from(size);
+    value.value(width_mask(size)).is_some_and(|v| {
+        stores
+            .iter()
+            .any(|&(g, s, x)| g == rvas[0] && s == size && x == v)
+    })
+}
+
 /// A value: its known bits and its term.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Val {

@@ -48,6 +48,18 @@ fn hex_named(hook: &Hook, v: u64) -> String {
     format!("{v:#x} ({})", value_name(&hook.rule, v))
 }
 
+impl Outcome {
+    /// An unknown verdict: what stopped the analysis, and where.
+    pub fn unknown(reason: String, at: u32) -> Outcome {
+        Outcome {
+            verdict: Some(Verdict::Unknown),
+            reason,
+            reason_rva: Some(at),
+            ..Outcome::default()
+        }
+    }
+}
+
 /// Judges the site with the checked argument (and the others as known)
 /// replaced by `value`.
 pub fn judge_value(
@@ -294,14 +306,7 @@ fn from_globals(img: &mut Image<'_>, site: &RawSite, val: Val, width: u64, calle
     let hook = site.hook;
     let (values, facts) = match global_values(img, val) {
         Ok(v) => v,
-        Err((reason, at)) => {
-            return Outcome {
-                verdict: Some(Verdict::Unknown),
-                reason,
-                reason_rva: Some(at),
-                ..Outcome::default()
-            };
-        }
+        Err((reason, at)) => return Outcome::unknown(reason, at),
     };
     let judged: Vec<(u64, Vec<u64>, Verdict, Option<Violation>)> = values
         .into_iter()

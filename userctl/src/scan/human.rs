@@ -124,7 +124,7 @@ pub fn write_reports_with(
         } else if !r.hooked_imports.is_empty() {
             writeln!(
                 out,
-                "  call sites not predicted: only x64 (AMD64) code is decoded"
+                "  call sites not predicted: only x64, x86 and ARM64 code is decoded"
             )?;
         }
         if let Some(pdb) = &r.pdb {

@@ -125,7 +125,12 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
     let value = match (s.value, &s.value_name) {
         (Some(v), Some(n)) => format!("{v:#x} ({n})"),
         (Some(v), None) => format!("{v:#x}"),
-        _ => "?".into(),
+        // Decided by known bits, the driver's globals or a wrapper's
+        // callers: the reason says how.
+        _ => match &s.reason {
+            Some(r) => format!("that is not one constant ({r})"),
+            None => "?".into(),
+        },
     };
     let message = format!(
         "{} is called with {} {value}: {}. {}",
