@@ -182,7 +182,33 @@ fn find_facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
         }
         seen.push(i.ip32());
         let Some(addr) = absolute_rva(&i, base) else {
-            continue; // the field is not this instruction's address
+            // x86: the field is an immediate (`push offset G`, `mov eax,
+            // offset G`: the address is taken) or an indexed access
+            // (`[G+ecx*4]`, a write of which may hit it). x64's fields are
+            // displacements of `rip`, so are accesses or `lea`.
+            if !img.wide {
+                let indexed_read = i.memory_index() != Register::None
+                    && !info.info(&i).used_memory().iter().any(|m| {
+                        matches!(
+                            m.access(),
+                            OpAccess::Write
+                                | OpAccess::CondWrite
+                                | OpAccess::ReadWrite
+                                | OpAccess::ReadCondWrite
+                        )
+                    });
+                if !indexed_read {
+                    f.blocker = Some((
+                        i.ip32(),
+                        format!(
+                            "`{}` at {:#x} takes its address or may write it",
+                            text(&i),
+                            i.ip32()
+                        ),
+                    ));
+                }
+            }
+            continue;
         };
         let width = if i.mnemonic() == Mnemonic::Lea {
             0
