@@ -11,7 +11,7 @@
 //! reaches, and, when the region's bounds are not exact (no `.pdata`), at
 //! every block after an unconditional transfer that no conditional branch
 //! targets (it may be another function). Those blocks start with nothing
-//! known. A region whose analysis does not settle gives no states.
+//! known. In a region whose analysis does not settle, every block does.
 
 use super::functions::Region;
 use super::sweep::{self, Code, is_near};
@@ -50,7 +50,9 @@ pub struct Flow {
     after_stop: Vec<bool>,
     blocks: Vec<Block>,
     /// The state at each block's start, once the analysis settled.
-    ins: Vec<Option<State>>,
+    /// (Boxed: a state is about a kilobyte, most blocks never get one
+    /// stored twice.)
+    ins: Vec<Option<Box<State>>>,
     /// Targets of the region's conditional branches, sorted.
     jcc_targets: Vec<u32>,
     /// Bytes decoded.
@@ -265,11 +267,11 @@ impl Flow {
                 // by jumps from elsewhere, which the callers' analysis
                 // finds by the same scan as calls.
                 let function = rva == region.entry || (!region.exact && block.fixed);
-                self.ins[b] = Some(if function {
+                self.ins[b] = Some(Box::new(if function {
                     State::entry(self.wide, rva)
                 } else {
                     State::fresh(self.wide, anchor(rva))
-                });
+                }));
             }
         }
         let mut info = InstructionInfoFactory::new();
@@ -283,7 +285,7 @@ impl Flow {
             if budget == 0 {
                 break;
             }
-            let Some(mut s) = self.ins[b].clone() else {
+            let Some(mut s) = self.ins[b].as_deref().cloned() else {
                 continue;
             };
             let block = &self.blocks[b];
@@ -298,7 +300,7 @@ impl Flow {
                 let changed = match &mut self.ins[t] {
                     Some(x) => x.meet(&s, rva),
                     slot @ None => {
-                        *slot = Some(s.clone());
+                        *slot = Some(Box::new(s.clone()));
                         true
                     }
                 };
@@ -335,8 +337,7 @@ impl Flow {
     }
 
     /// The state just before the instruction at `rva`, and the start of
-    /// its block; `None` if the analysis did not settle or the RVA is not
-    /// an instruction of the region.
+    /// its block; `None` if the RVA is not an instruction of the region.
     pub fn state_before(&self, rva: u32, env: &dyn Env) -> Option<(State, u32)> {
         let k = self.index_of(rva)?;
         let b = self
@@ -344,12 +345,18 @@ impl Flow {
             .partition_point(|b| b.first <= k)
             .checked_sub(1)?;
         let block = self.blocks.get(b)?;
-        let mut s = self.ins.get(b)?.clone()?;
+        let start = self.insns.get(block.first)?.ip32();
+        // A block the analysis gives no state (it did not settle, or
+        // nothing reaches the block) starts with nothing known.
+        let mut s = match self.ins.get(b)?.as_deref() {
+            Some(s) => s.clone(),
+            None => State::fresh(self.wide, anchor(start)),
+        };
         let mut info = InstructionInfoFactory::new();
         for i in self.insns.get(block.first..k)? {
             s.step(i, env, &mut info);
         }
-        Some((s, self.insns.get(block.first)?.ip32()))
+        Some((s, start))
     }
 
     /// The start of the block of instruction `rva`.
