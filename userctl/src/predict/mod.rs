@@ -22,6 +22,7 @@ pub mod globals;
 pub mod image;
 pub mod refs;
 pub mod sites;
+pub mod stack;
 pub mod stackmap;
 pub mod sweep;
 pub mod track;
