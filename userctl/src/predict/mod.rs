@@ -1,17 +1,20 @@
 //! Predicts DV's run-time code-integrity violations (0x2000–0x2002) from the
-//! binary: every call site of a hooked import in an x64 or x86 image, with
-//! the checked argument's value as far as the code fixes it, judged by the
-//! engine's own predicates ([`Hook::check`]).
+//! binary: every call site of a hooked import in an x64, x86 or ARM64
+//! image, with the checked argument's value as far as the code fixes it,
+//! judged by the engine's own predicates ([`Hook::check`]).
 //!
 //! [`sites`] finds the calls (decoding only the functions that reference a
-//! hooked IAT slot or its thunk, where `.pdata` bounds them) and [`flow`]
-//! runs a data-flow analysis over each function ([`track`] is its transfer
-//! function, [`value`] its values: known bits and symbolic terms). Then
-//! [`verdict`] judges each site: a constant as is; a value read from the
-//! driver's globals over every value they can hold ([`globals`], which
-//! recognizes the driver runtime's NX opt-in); a parameter of a wrapper
-//! over its callers' values ([`callers`]). A value that comes from anywhere
-//! else is *unknown*, never guessed, and the reason says why.
+//! hooked IAT slot or its thunk, where `.pdata` bounds them: [`refs`],
+//! [`functions`]; else one linear [`sweep`]) and [`flow`] runs a data-flow
+//! analysis over each function: [`track`] is its state and transfer
+//! function, [`stack`] the tracked stack, [`value`] the values (known bits
+//! and symbolic terms). ARM64 code has its own analysis ([`arm64`]). Then
+//! [`verdict`] judges each site: a constant as is; known bits when they
+//! decide; a value read from the driver's globals over every value they can
+//! hold ([`globals`], which recognizes the driver runtime's NX opt-in); a
+//! parameter of a wrapper over its callers' values ([`callers`]). A value
+//! that comes from anywhere else is *unknown*, never guessed, and the
+//! reason says why.
 
 pub mod arm64;
 pub mod callers;
