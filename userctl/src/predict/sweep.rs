@@ -122,7 +122,7 @@ fn is_slot(slots: &[u32], rva: Option<u32>) -> bool {
 }
 
 /// The code targets of jump tables: entries are read until one is not in
-/// a code section (or [`MAX_TABLE_ENTRIES`]).
+/// a code section (or `MAX_TABLE_ENTRIES`).
 pub fn table_targets(
     mut tables: Vec<Table>,
     sections: &[Code<'_>],
