@@ -5,11 +5,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-# Fixture drivers are linked for the MSVC target with rust-lld; civctl.exe
-# is cross-compiled for the GNU target (linked by mingw-w64's gcc, below)
-# and run under Wine.
+# Fixture drivers are linked for the MSVC targets with rust-lld (x64, and
+# ARM64 for the ARM64 prediction fixtures); civctl.exe is cross-compiled
+# for the GNU target (linked by mingw-w64's gcc, below) and run under Wine.
 installed=$(rustup target list --installed)
-for t in x86_64-pc-windows-msvc x86_64-pc-windows-gnu; do
+for t in x86_64-pc-windows-msvc aarch64-pc-windows-msvc x86_64-pc-windows-gnu; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt

@@ -2,6 +2,9 @@
 # make-set.sh DEST [N]: fills DEST with at least N (default 1000) PE files,
 # copies of the real inputs this machine has, under distinct names. Every
 # input is used at least once; with fewer inputs than N they repeat in turn.
+# DRIVERS=1 takes drivers only (.sys and .efi: the corpus, the fixtures,
+# Wine's .sys), small files that import the hooked APIs, where call-site
+# prediction rather than hashing is most of the work.
 # The files are third-party binaries: keep DEST outside the repository.
 set -eu
 
@@ -20,7 +23,11 @@ while IFS= read -r f; do
 done < <(
   find "$HOME/.cache/civ-corpus" -type f 2>/dev/null | sort
   ls "$root"/target/civ-fixtures/*.sys 2>/dev/null
-  ls "$wine"/*.sys "$wine"/*.dll 2>/dev/null
+  if [ "${DRIVERS:-0}" = 1 ]; then
+    ls "$wine"/*.sys 2>/dev/null
+  else
+    ls "$wine"/*.sys "$wine"/*.dll 2>/dev/null
+  fi
 )
 if [ ${#inputs[@]} -eq 0 ]; then
   echo "make-set.sh: no PE inputs found (run tests/corpus/fetch.sh and" \

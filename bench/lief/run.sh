@@ -85,6 +85,14 @@ mem_civ_s=$(best_json "$tmp/mem-civ.json" "$root/target/release/examples/check_s
 mem_lief_s=$(best_json "$tmp/mem-lief.json" "$venv/bin/python" "$here/checks_lief.py" --in-memory "$tmp/set")
 python3 "$here/compare.py" "$tmp/mem-civ.json" "$tmp/mem-lief.json" || agree=1
 
+# Call-site prediction alone: how much of the code it decodes.
+(cd "$root" && cargo build --quiet --release -p civctl --example predict_set)
+"$root/target/release/examples/predict_set" "$tmp/set" >"$tmp/predict.json"
+read -r pred_images pred_sites pred_code pred_decoded pred_s < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["images_with_sites"], d["sites"], d["code_bytes"], d["decoded_bytes"], d["seconds"])' "$tmp/predict.json")
+
 # Peak RSS in KiB, for a tenth of the set and for all of it.
 rss() {
   /usr/bin/time -v "$civctl" scan --all-pe --format json "$1" 2>&1 >/dev/null |
@@ -95,7 +103,8 @@ rss_all=$(rss "$tmp/set")
 
 awk -v n="$files" -v c="$civ_s" -v c1="$civ1_s" -v l="$lief_s" \
     -v r10="$rss_tenth" -v r="$rss_all" -v nt="$(ls "$tmp/tenth" | wc -l)" -v cores="$(nproc)" -v runs="$repeat" \
-    -v kib="$(du -sk "$tmp/set" | cut -f1)" -v mc="$mem_civ_s" -v ml="$mem_lief_s" '
+    -v kib="$(du -sk "$tmp/set" | cut -f1)" -v mc="$mem_civ_s" -v ml="$mem_lief_s" \
+    -v pi="$pred_images" -v ps="$pred_sites" -v pc="$pred_code" -v pd="$pred_decoded" -v pt="$pred_s" '
 function us(s) { return s / n * 1e6 }
 function verdict(x) { return x >= 20 ? "met" : "NOT met" }
 BEGIN {
@@ -109,6 +118,8 @@ BEGIN {
   printf "  civ-engine seconds       %.4f  (%.2f us/file)\n", mc, us(mc)
   printf "  LIEF seconds             %.4f  (%.1f us/file)\n", ml, us(ml)
   printf "  ratio LIEF/civ           %.1fx  target 20x: %s\n", ml / mc, verdict(ml / mc)
+  printf "prediction, 1 thread:      %d images with %d call sites, %.4f s\n", pi, ps, pt
+  printf "  bytes decoded            %d of %d bytes of code in those images (%.0f%%)\n", pd, pc, pc ? pd * 100 / pc : 0
   printf "civctl peak RSS            %d KiB at %d files, %d KiB at %d files\n", r10, nt, r, n
   printf "civctl RSS growth          %.2f KiB per file (mean file size %.0f KiB)\n", (r - r10) / (n - nt), kib / n
 }'

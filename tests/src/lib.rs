@@ -13,8 +13,10 @@ pub mod wine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The target every fixture is built for.
+/// The target the Rust fixtures are built for.
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
+/// The target of the ARM64 Rust fixture.
+pub const TARGET_ARM64: &str = "aarch64-pc-windows-msvc";
 
 /// The fixture images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,19 @@ pub enum Fixture {
     PredictClang,
     /// predict.c built with mingw-w64 gcc (DWARF, so no PDB).
     PredictMingw,
+    /// flow.c built with clang and lld-link for x64, with a PDB: the
+    /// data-flow patterns (NX opt-in, known bits, branches, wrappers).
+    FlowClang,
+    /// flow.c built with clang and lld-link for 32-bit x86 (stdcall), with
+    /// a PDB.
+    FlowClangX86,
+    /// flow.c built with clang and lld-link for ARM64, with unwind data
+    /// and a PDB.
+    FlowClangArm64,
+    /// predict.rs built for ARM64 (aarch64-pc-windows-msvc, rust-lld).
+    PredictRustArm64,
+    /// hvci_probe built for ARM64 with `.data` marked ERW: 0x2003.
+    WriteExecuteDataArm64,
 }
 
 /// What builds a fixture.
@@ -51,13 +66,17 @@ pub enum Toolchain {
     Rust,
     /// clang for the MSVC target, linked by lld-link, CodeView debug info.
     Clang,
+    /// The same for 32-bit x86 (i686-pc-windows-msvc).
+    ClangX86,
+    /// The same for ARM64 (aarch64-pc-windows-msvc).
+    ClangArm64,
     /// x86_64-w64-mingw32-gcc and its ld.
     Mingw,
 }
 
 impl Fixture {
     /// Every fixture.
-    pub const ALL: [Fixture; 10] = [
+    pub const ALL: [Fixture; 15] = [
         Fixture::Clean,
         Fixture::WriteExecuteData,
         Fixture::WriteExecuteInit,
@@ -68,13 +87,22 @@ impl Fixture {
         Fixture::PredictRust,
         Fixture::PredictClang,
         Fixture::PredictMingw,
+        Fixture::FlowClang,
+        Fixture::FlowClangX86,
+        Fixture::FlowClangArm64,
+        Fixture::PredictRustArm64,
+        Fixture::WriteExecuteDataArm64,
     ];
 
     /// The fixtures for call-site prediction.
-    pub const PREDICT: [Fixture; 3] = [
+    pub const PREDICT: [Fixture; 7] = [
         Fixture::PredictRust,
         Fixture::PredictClang,
         Fixture::PredictMingw,
+        Fixture::FlowClang,
+        Fixture::FlowClangX86,
+        Fixture::FlowClangArm64,
+        Fixture::PredictRustArm64,
     ];
 
     /// The file name of the built image.
@@ -90,13 +118,20 @@ impl Fixture {
             Fixture::PredictRust => "predict_rust.sys",
             Fixture::PredictClang => "predict_clang.sys",
             Fixture::PredictMingw => "predict_mingw.sys",
+            Fixture::FlowClang => "flow_clang.sys",
+            Fixture::FlowClangX86 => "flow_clang_x86.sys",
+            Fixture::FlowClangArm64 => "flow_clang_arm64.sys",
+            Fixture::PredictRustArm64 => "predict_rust_arm64.sys",
+            Fixture::WriteExecuteDataArm64 => "wx_data_arm64.sys",
         }
     }
 
     /// The toolchain that builds the fixture.
     pub fn toolchain(self) -> Toolchain {
         match self {
-            Fixture::PredictClang => Toolchain::Clang,
+            Fixture::PredictClang | Fixture::FlowClang => Toolchain::Clang,
+            Fixture::FlowClangX86 => Toolchain::ClangX86,
+            Fixture::FlowClangArm64 => Toolchain::ClangArm64,
             Fixture::PredictMingw => Toolchain::Mingw,
             _ => Toolchain::Rust,
         }
@@ -105,8 +140,9 @@ impl Fixture {
     fn source(self) -> &'static str {
         match self {
             Fixture::StraddlingReloc => "straddle.rs",
-            Fixture::PredictRust => "predict.rs",
+            Fixture::PredictRust | Fixture::PredictRustArm64 => "predict.rs",
             Fixture::PredictClang | Fixture::PredictMingw => "predict.c",
+            Fixture::FlowClang | Fixture::FlowClangX86 | Fixture::FlowClangArm64 => "flow.c",
             _ => "hvci_probe.rs",
         }
     }
@@ -115,7 +151,9 @@ impl Fixture {
     pub fn source_path(self) -> PathBuf {
         let lang = match self.toolchain() {
             Toolchain::Rust => "rust",
-            Toolchain::Clang | Toolchain::Mingw => "c",
+            Toolchain::Clang | Toolchain::ClangX86 | Toolchain::ClangArm64 | Toolchain::Mingw => {
+                "c"
+            }
         };
         source_dir().join(lang).join(self.source())
     }
@@ -124,7 +162,9 @@ impl Fixture {
     /// (builds the fixture first).
     pub fn pdb_path(self) -> Option<PathBuf> {
         match self.toolchain() {
-            Toolchain::Rust | Toolchain::Clang => Some(self.path().with_extension("pdb")),
+            Toolchain::Rust | Toolchain::Clang | Toolchain::ClangX86 | Toolchain::ClangArm64 => {
+                Some(self.path().with_extension("pdb"))
+            }
             Toolchain::Mingw => None,
         }
     }
@@ -135,8 +175,12 @@ impl Fixture {
             | Fixture::StraddlingReloc
             | Fixture::PredictRust
             | Fixture::PredictClang
-            | Fixture::PredictMingw => &[],
-            Fixture::WriteExecuteData => &["/SECTION:.data,ERW"],
+            | Fixture::PredictMingw
+            | Fixture::FlowClang
+            | Fixture::FlowClangX86
+            | Fixture::FlowClangArm64
+            | Fixture::PredictRustArm64 => &[],
+            Fixture::WriteExecuteData | Fixture::WriteExecuteDataArm64 => &["/SECTION:.data,ERW"],
             Fixture::WriteExecuteInit => &["/SECTION:INIT,ERW"],
             Fixture::LowAlignment => &["/ALIGN:0x200", "/FILEALIGN:0x200"],
             Fixture::IatInText | Fixture::IatInTextNoDirectory => &["/MERGE:.rdata=.text"],
@@ -175,7 +219,16 @@ fn build(fixture: Fixture) -> Result<PathBuf, String> {
     if fixture.toolchain() != Toolchain::Rust {
         return build_c(fixture);
     }
-    build_rust(
+    let target = if matches!(
+        fixture,
+        Fixture::PredictRustArm64 | Fixture::WriteExecuteDataArm64
+    ) {
+        TARGET_ARM64
+    } else {
+        TARGET
+    };
+    build_rust_for(
+        target,
         fixture.file_name(),
         fixture.source(),
         &[],
@@ -240,13 +293,38 @@ fn ntoskrnl_def() -> PathBuf {
     source_dir().join("c").join("ntoskrnl.def")
 }
 
+/// The x86 import names are stdcall-decorated (`Name@bytes`): their own
+/// .def, and llvm-dlltool's `-k` keeps the decoration off the names the
+/// image imports.
+fn ntoskrnl_x86_def() -> PathBuf {
+    source_dir().join("c").join("ntoskrnl_x86.def")
+}
+
 fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), String> {
     let lib = tmp_dir.join("ntoskrnl.lib");
     let obj = tmp_dir.join("fixture.obj");
+    let (machine, def, target) = match fixture.toolchain() {
+        Toolchain::ClangX86 => (
+            &["-m", "i386", "-k"][..],
+            ntoskrnl_x86_def(),
+            "--target=i686-pc-windows-msvc",
+        ),
+        Toolchain::ClangArm64 => (
+            &["-m", "arm64"][..],
+            ntoskrnl_def(),
+            "--target=aarch64-pc-windows-msvc",
+        ),
+        _ => (
+            &["-m", "i386:x86-64"][..],
+            ntoskrnl_def(),
+            "--target=x86_64-pc-windows-msvc",
+        ),
+    };
     run(
         Command::new("llvm-dlltool")
-            .args(["-m", "i386:x86-64", "-d"])
-            .arg(ntoskrnl_def())
+            .args(machine)
+            .arg("-d")
+            .arg(def)
             .arg("-l")
             .arg(&lib),
         C_HINT,
@@ -254,7 +332,7 @@ fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), Strin
     run(
         Command::new("clang")
             .args([
-                "--target=x86_64-pc-windows-msvc",
+                target,
                 "-O2",
                 "-g",
                 "-gcodeview",
@@ -264,6 +342,12 @@ fn build_clang(fixture: Fixture, tmp_dir: &Path, tmp: &Path) -> Result<(), Strin
                 "-masm=intel",
                 "-c",
             ])
+            // flow.c's x64 and ARM64 builds have unwind info (.pdata), as
+            // MSVC's drivers do: function bounds for the analysis.
+            .args(
+                matches!(fixture, Fixture::FlowClang | Fixture::FlowClangArm64)
+                    .then_some("-funwind-tables"),
+            )
             .arg(fixture.source_path())
             .arg("-o")
             .arg(&obj),
@@ -431,6 +515,17 @@ fn build_rust(
     link_args: &[&str],
     post: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<PathBuf, String> {
+    build_rust_for(TARGET, file_name, source, cfgs, link_args, post)
+}
+
+fn build_rust_for(
+    target: &str,
+    file_name: &str,
+    source: &str,
+    cfgs: &[&str],
+    link_args: &[&str],
+    post: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(file_name);
@@ -447,7 +542,7 @@ fn build_rust(
         "--edition",
         "2024",
         "--target",
-        TARGET,
+        target,
         "--crate-type",
         "cdylib",
     ])
@@ -480,7 +575,7 @@ fn build_rust(
     if !output.status.success() {
         let _ = std::fs::remove_dir_all(&tmp_dir);
         return Err(format!(
-            "rustc failed (is the target installed? `rustup target add {TARGET}`):\n{}",
+            "rustc failed (is the target installed? `rustup target add {target}`):\n{}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }

@@ -1,9 +1,10 @@
 //! Throughput of call-site prediction, in MB of executable code per second
-//! on one core: the linear sweep alone (decoding every instruction of the
-//! executable sections), and the whole prediction (sweep, thunks, constant
-//! tracking of every candidate block, verdicts), over the x64 drivers of
-//! the real corpus that import hooked APIs (`scripts/fetch-test-data.sh`);
-//! the others are not decoded at all.
+//! on one core, over the x64 and x86 drivers of the real corpus that import
+//! hooked APIs (`tests/corpus/fetch.sh`; the others are not decoded at
+//! all): a linear sweep of all the code (what x86 images and x64 images
+//! without `.pdata` get), and the whole prediction (for x64 with `.pdata`,
+//! the byte scans and the data-flow analysis of only the functions that
+//! reference a hooked import; globals, callers, verdicts).
 //!
 //! `cargo bench -p civctl --bench predict`
 
@@ -16,7 +17,7 @@ fn images() -> Vec<(String, Vec<u8>)> {
     let corpus = civ_fixtures::corpus_dir();
     civ_fixtures::corpus_expected()
         .into_iter()
-        .filter(|r| r.machine == "AMD64" && !r.hooked.is_empty())
+        .filter(|r| (r.machine == "AMD64" || r.machine == "I386") && !r.hooked.is_empty())
         .map(|r| {
             let data = std::fs::read(corpus.join(&r.path)).expect("corpus file");
             (r.path, data)
@@ -47,12 +48,13 @@ fn bench(c: &mut Criterion) {
             for (_, d) in &images {
                 let pe = PeImage::parse(d, Layout::File).expect("PE");
                 let sections = predict::code_sections(&pe);
-                let s = sweep::sweep(&sections, &[], &[], &|_| None);
+                let bitness = if pe.is_64() { 64 } else { 32 };
+                let s = sweep::sweep(&sections, bitness, pe.image_base(), &[], &[], &|_| None);
                 black_box(s.candidates.len());
             }
         })
     });
-    g.bench_function("predict (sweep, tracking, verdicts)", |b| {
+    g.bench_function("predict (scan or sweep, data flow, verdicts)", |b| {
         b.iter(|| {
             for (_, d) in &images {
                 let pe = PeImage::parse(d, Layout::File).expect("PE");

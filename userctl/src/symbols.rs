@@ -91,18 +91,23 @@ pub fn image_pdb_id(pe: &PeImage<'_>) -> Option<PdbId> {
     None
 }
 
-/// Where an RVA is in the source.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Location {
+/// Where an RVA is in the source: a function and source line, from a PDB.
+/// Reports embed it flattened (`function`, `file`, `line`, each absent when
+/// unknown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceLocation {
     /// The function holding it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
     /// The source file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// The line.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
 }
 
-impl Location {
+impl SourceLocation {
     /// `function (file:line)`, `function`, `file:line`, or empty.
     pub fn describe(&self) -> String {
         let place = match (&self.file, self.line) {
@@ -294,8 +299,8 @@ impl Symbols {
     }
 
     /// The function, file and line of an RVA (each when the PDB knows it).
-    pub fn lookup(&self, rva: u32) -> Location {
-        let mut loc = Location::default();
+    pub fn lookup(&self, rva: u32) -> SourceLocation {
+        let mut loc = SourceLocation::default();
         let i = self.functions.partition_point(|f| f.start <= rva);
         if let Some(f) = i.checked_sub(1).and_then(|i| self.functions.get(i)) {
             // A public symbol has no length: it runs to the next function.

@@ -49,6 +49,23 @@ fn erw_data_section_is_0x2003() {
 }
 
 #[test]
+fn arm64_images_get_the_same_image_checks() {
+    // hvci_probe for ARM64 with .data ERW: the same finding as on x64.
+    let (code, file) = scan_one(Fixture::WriteExecuteDataArm64);
+    assert_eq!(code, 1);
+    assert_eq!(file["machine"], "ARM64");
+    assert_eq!(file["format"], "PE32+");
+    assert_eq!(codes(&file), ["0x2003"]);
+    assert_eq!(sections_with(&file, "0x2003"), [".data"]);
+    // Its call sites are predicted from the A64 code.
+    let sites = file["predicted"].as_array().expect("predicted");
+    assert!(!sites.is_empty(), "{file}");
+    // And the same source linked cleanly for ARM64 has no image finding.
+    let (_, rust) = scan_one(Fixture::PredictRustArm64);
+    assert_eq!(codes(&rust), Vec::<String>::new());
+}
+
+#[test]
 fn erw_init_section_is_0x2003_and_says_init() {
     let (code, file) = scan_one(Fixture::WriteExecuteInit);
     assert_eq!(code, 1);

@@ -229,12 +229,12 @@ fn check_with_pdb(fixture: Fixture, expected: &[Expected]) {
 #[test]
 fn rust_fixture_sites_are_predicted_on_their_lines() {
     check_with_pdb(Fixture::PredictRust, RUST);
-    // The unknown value's reason points at the load of the global, by
-    // address and by line.
+    // The unknown value's reason points at the store to the global that
+    // stops the analysis, by address and by line.
     let source = std::fs::read_to_string(Fixture::PredictRust.source_path()).unwrap();
     let load = source
         .lines()
-        .position(|l| l.contains("read_volatile(&raw const POOL_TYPE)"))
+        .position(|l| l.contains("write_volatile(&raw mut POOL_TYPE"))
         .unwrap()
         + 1;
     let (_, file) = scan_one(&Fixture::PredictRust.path(), &[]);
@@ -248,6 +248,14 @@ fn rust_fixture_sites_are_predicted_on_their_lines() {
         "{reason}"
     );
     assert!(site["reason_rva"].is_u64());
+}
+
+#[test]
+fn rust_arm64_fixture_sites_are_predicted_on_their_lines() {
+    // The same source built for ARM64: the same verdicts, from A64 code.
+    check_with_pdb(Fixture::PredictRustArm64, RUST);
+    let (_, file) = scan_one(&Fixture::PredictRustArm64.path(), &[]);
+    assert_eq!(file["machine"], "ARM64");
 }
 
 #[test]
@@ -430,7 +438,13 @@ fn sarif_locates_predicted_violations_in_the_source() {
 /// nothing: the sweep and the tracker must never read past it or panic.
 #[test]
 fn truncated_code_sections_do_not_panic() {
-    for fixture in [Fixture::PredictClang, Fixture::PredictRust] {
+    for fixture in [
+        Fixture::PredictClang,
+        Fixture::PredictRust,
+        Fixture::FlowClang,
+        Fixture::FlowClangX86,
+        Fixture::FlowClangArm64,
+    ] {
         let bytes = fixture.bytes();
         let pe = PeImage::parse(&bytes, Layout::File).unwrap();
         let text: Vec<(usize, u32)> = pe

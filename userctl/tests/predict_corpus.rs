@@ -1,6 +1,6 @@
 //! Call-site prediction on the real drivers of tests/corpus: every
-//! predicted site of the x64 drivers, with the disassembly of its block, is
-//! compared with a reviewed snapshot (tests/snapshots/predict_corpus.txt;
+//! predicted site of the x64 and x86 drivers, with its verdict's reason and
+//! the disassembly of its block, is compared with a reviewed snapshot (tests/snapshots/predict_corpus.txt;
 //! `CIV_BLESS=1 cargo test -p civctl --test predict_corpus` rewrites it for
 //! review after a deliberate change).
 
@@ -26,7 +26,10 @@ fn snapshot() -> String {
         "driver", "sites", "constant", "violations", "clean", "unknown"
     )
     .unwrap();
-    for row in rows.iter().filter(|r| r.machine == "AMD64") {
+    for row in rows
+        .iter()
+        .filter(|r| r.machine == "AMD64" || r.machine == "I386")
+    {
         let data = std::fs::read(corpus.join(&row.path)).unwrap();
         let pe = PeImage::parse(&data, Layout::File).unwrap();
         let Some(sites) = predict::predict(&pe).unwrap() else {
@@ -51,7 +54,7 @@ fn snapshot() -> String {
             let r = PredictedSite::from_site(s);
             let value = match (r.value, &r.value_name) {
                 (Some(v), Some(n)) => format!("{v:#x} ({n})"),
-                _ => format!("unknown: {}", r.reason.as_deref().unwrap_or("?")),
+                _ => "not one constant".into(),
             };
             writeln!(
                 body,
@@ -59,6 +62,7 @@ fn snapshot() -> String {
                 r.rva, r.code, r.api, r.via, r.argument, r.verdict
             )
             .unwrap();
+            writeln!(body, "   because {}", r.reason.as_deref().unwrap_or("?")).unwrap();
             for line in disasm::site_lines(&pe, &sections, s, CONTEXT) {
                 writeln!(body, "     {line}").unwrap();
             }
@@ -94,27 +98,50 @@ fn corpus_sites_match_the_reviewed_snapshot() {
 }
 
 #[test]
-fn unknown_sites_alone_do_not_fail_the_scan() {
-    // WinDivert 2.2 takes its pool type from a global: every site is
-    // unknown, nothing is a finding, so the exit status is 0.
+fn windivert_2_2_opts_in_to_nx_pool_and_is_clean_on_windows_8() {
+    // WinDivert 2.2 is built with POOL_NX_OPTIN=1: every pool type and
+    // mapping priority is read from the globals ExInitializeDriverRuntime
+    // sets after its version test. Every site is clean, on Windows 8 and
+    // later, and says where the globals are set.
     let path = corpus_dir().join("windivert-2.2/WinDivert64.sys");
     let (code, v) = scan_json(&[&path], &[]);
     let file = &v["files"][0];
     assert_eq!(code, 0, "{file}");
     let sites = file["predicted"].as_array().unwrap();
-    assert!(!sites.is_empty());
-    assert!(
-        sites
-            .iter()
-            .all(|s| s["verdict"] == "unknown" && s["value"].is_null())
-    );
-    assert_eq!(v["summary"]["unknown_sites"], sites.len());
+    assert_eq!(sites.len(), 9);
+    for s in sites {
+        assert_eq!(s["verdict"], "clean", "{s}");
+        assert!(s["value"].is_null(), "{s}");
+        let reason = s["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("clean on Windows 8 and later"),
+            "{reason}"
+        );
+        assert!(reason.contains("RtlGetVersion"), "{reason}");
+        let store = if s["api"] == "ExAllocatePoolWithTag" {
+            "the global at 0x12130 holds 0x0 from the image, is set to 0x200 at 0x2f21"
+        } else {
+            "the global at 0x12138 holds 0x0 from the image, is set to 0x40000000 at 0x2f2b"
+        };
+        assert!(reason.contains(store), "{reason}");
+    }
+    assert_eq!(v["summary"]["unknown_sites"], 0);
     assert_eq!(v["summary"]["with_findings"], 0);
 }
 
 #[test]
-fn x86_drivers_are_not_disassembled() {
+fn x86_drivers_are_predicted_too() {
+    // The 32-bit builds of WinDivert 1.3 make the same calls as the 64-bit
+    // one: pushed arguments, stdcall.
     let path = corpus_dir().join("windivert-1.3/WinDivert32.sys");
     let (_, v) = scan_json(&[&path], &[]);
-    assert_eq!(v["files"][0].get("predicted"), None);
+    let sites = v["files"][0]["predicted"].as_array().unwrap().clone();
+    let (_, v64) = scan_json(&[&corpus_dir().join("windivert-1.3/WinDivert64.sys")], &[]);
+    let sites64 = v64["files"][0]["predicted"].as_array().unwrap();
+    let count = |s: &[serde_json::Value], verdict: &str| {
+        s.iter().filter(|x| x["verdict"] == verdict).count()
+    };
+    assert_eq!(sites.len(), sites64.len(), "{sites:#?}");
+    assert_eq!(count(&sites, "violation"), count(sites64, "violation"));
+    assert!(sites.iter().all(|s| s["value"].is_u64()), "{sites:#?}");
 }

@@ -55,8 +55,9 @@ pub fn site_lines(pe: &PeImage<'_>, sections: &[Code<'_>], site: &Site, max: usi
     let mut f = IntelFormatter::with_options(Some(Box::new(Imports(names))), None);
     f.options_mut().set_first_operand_char_index(8);
     f.options_mut().set_space_after_operand_separator(true);
+    let bitness = if pe.is_64() { 64 } else { 32 };
     let mut d = Decoder::with_ip(
-        64,
+        bitness,
         section.from(site.block_start),
         u64::from(site.block_start),
         DecoderOptions::NONE,

@@ -1,41 +1,53 @@
 //! Predicts DV's run-time code-integrity violations (0x2000–0x2002) from the
-//! binary: every call site of a hooked import in an x64 image, with the
-//! checked argument's value where it is a constant set up in the block
-//! before the call, judged by the engine's own predicates
-//! ([`Hook::check`]).
+//! binary: every call site of a hooked import in an x64, x86 or ARM64
+//! image, with the checked argument's value as far as the code fixes it,
+//! judged by the engine's own predicates ([`Hook::check`]).
 //!
-//! Two passes. [`sweep`] decodes the executable sections once, linearly,
-//! and finds the candidate calls (`call [IAT]`, `jmp [IAT]`, `call rel32`
-//! to an import thunk, `call reg` after a load from the IAT) and the block
-//! leaders. Then, for each candidate only, [`track`] runs forward from the
-//! start of its block to the call, knowing which registers and stack bytes
-//! hold constants. A value that comes from anywhere else (memory, another
-//! block, a computation the tracker does not model) is *unknown*, never
-//! guessed.
+//! [`sites`] finds the calls (decoding only the functions that reference a
+//! hooked IAT slot or its thunk, where `.pdata` bounds them: [`refs`],
+//! [`functions`]; else one linear [`sweep`]) and [`flow`] runs a data-flow
+//! analysis over each function: [`track`] is its state and transfer
+//! function, [`stack`] the tracked stack, [`value`] the values (known bits
+//! and symbolic terms). ARM64 code has its own analysis ([`arm64`]). Then
+//! [`verdict`] judges each site: a constant as is; known bits when they
+//! decide; a value read from the driver's globals over every value they can
+//! hold ([`globals`], which recognizes the driver runtime's NX opt-in); a
+//! parameter of a wrapper over its callers' values ([`callers`]). A value
+//! that comes from anywhere else is *unknown*, never guessed, and the
+//! reason says why.
 
+pub mod arm64;
+pub mod callers;
 pub mod disasm;
+pub mod flow;
+pub mod functions;
+pub mod globals;
+pub mod image;
+pub mod refs;
+pub mod sites;
+pub mod stack;
+pub mod stackmap;
 pub mod sweep;
 pub mod track;
+pub mod value;
+pub mod verdict;
 
+use crate::symbols::SourceLocation;
+use callers::CallerValue;
 use civ_engine::catalog::{Arg, CATALOG, Hook, Rule, Width};
 use civ_engine::check::Violation;
-use civ_engine::image;
+use civ_engine::image as engine_image;
 use civ_engine::names::{PoolFlagsName, PoolTypeName, PriorityName, ProtectionName};
 use civ_engine::pe::{PeError, PeImage};
-use iced_x86::{Decoder, DecoderOptions, Instruction, InstructionInfoFactory, OpKind};
+use functions::DIR_EXCEPTION;
 use serde::Serialize;
-use sweep::{Candidate, Code, Kind, Sweep};
-use track::{ARG_REGS, Env, Origin, State};
+use sweep::Code;
+use value::Known;
 
-/// IMAGE_FILE_MACHINE_AMD64: the only machine whose code is decoded.
+/// IMAGE_FILE_MACHINE_AMD64.
 pub const MACHINE_AMD64: u16 = 0x8664;
-/// IMAGE_DIRECTORY_ENTRY_EXCEPTION.
-const DIR_EXCEPTION: usize = 3;
-/// A block is followed back at most this far from its call: a value set
-/// further back counts as unknown (it bounds the work on huge blocks).
-const MAX_BLOCK_BYTES: u32 = 4096;
-/// .pdata entries past this many are taken as garbage.
-const MAX_FUNCTIONS: u32 = 1 << 20;
+/// IMAGE_FILE_MACHINE_I386.
+pub const MACHINE_I386: u16 = 0x014C;
 
 /// What a call site comes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -66,15 +78,17 @@ pub enum Via {
 }
 
 /// One predicted call site.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Site {
     /// RVA of the call (or tail jump) instruction.
     pub rva: u32,
     /// Its length: `rva + len` is the return address DV reports as Arg2
     /// (minus the image base), for a call.
     pub len: u8,
-    /// Where the tracked block starts.
+    /// Where the block holding the call starts.
     pub block_start: u32,
+    /// Where the function (or the analyzed code) holding it starts.
+    pub function_start: u32,
     /// The catalog row.
     pub hook: &'static Hook,
     /// How the call reaches it.
@@ -82,19 +96,21 @@ pub struct Site {
     /// The import thunk called, for [`Via::Thunk`].
     pub thunk: Option<u32>,
     /// The argument slots as far as known (as many as the arity).
-    pub args: Vec<track::Known>,
-    /// For each slot, who last wrote it when it is not fully known.
-    pub origins: Vec<Origin>,
+    pub args: Vec<Known>,
     /// The checked argument.
     pub checked: Arg,
-    /// Its value, masked to its width, when known.
+    /// Its value, masked to its width, when it is one constant.
     pub value: Option<u64>,
     /// The verdict.
     pub verdict: Verdict,
     /// The engine's violation, for [`Verdict::Violation`].
     pub violation: Option<Violation>,
-    /// For an unknown value: the instruction that last wrote it, as text.
-    pub origin_text: Option<String>,
+    /// The evidence for the verdict, or what stopped the analysis.
+    pub reason: String,
+    /// The address the reason is mostly about.
+    pub reason_rva: Option<u32>,
+    /// For a call in a wrapper: what each of its callers passes.
+    pub callers: Vec<CallerValue>,
 }
 
 impl Site {
@@ -141,7 +157,8 @@ pub fn value_name(rule: &Rule, value: u64) -> String {
     }
 }
 
-fn mask_of(width: Width) -> u64 {
+/// The mask of an argument's width.
+pub fn mask_of(width: Width) -> u64 {
     match width {
         Width::U8 => 0xFF,
         Width::U32 => 0xFFFF_FFFF,
@@ -150,108 +167,120 @@ fn mask_of(width: Width) -> u64 {
 }
 
 /// Judges a call from the known argument slots with the engine's
-/// predicate. The checked argument must be known. A second argument the
-/// verdict depends on (MmMapLockedPagesSpecifyCache's AccessMode) may be
-/// unknown when it is a byte: then every one of its 256 values is judged,
-/// and the verdict stands if they all agree.
+/// predicate. The checked argument's value is what it is when all its bits
+/// are known. When only some are, the verdict may still depend on known
+/// bits only: DV's predicates each test single bits of the value in one
+/// direction (monotone: a pool type is executable when bits 0 and 9 are
+/// clear, a mapping when bit 30 is, a protection when any execute bit is
+/// set), so the verdict is the same for every value of the unknown bits
+/// when it is the same with them all clear, all set, and each flipped
+/// alone from either (a unit test checks that property of every catalog
+/// row). The value is then `None` and the verdict stands. A second argument
+/// the verdict depends on (MmMapLockedPagesSpecifyCache's AccessMode) may
+/// be unknown when it is a byte: then every one of its 256 values is
+/// judged, and the verdict stands if they all agree.
 pub fn judge(
     hook: &'static Hook,
-    args: &[track::Known],
+    args: &[Known],
     caller: u64,
 ) -> (Option<u64>, Verdict, Option<Violation>) {
     let Some((checked, other, _)) = checked_argument(&hook.rule) else {
         return (None, Verdict::Unknown, None);
     };
-    let get = |a: Arg| {
-        args.get(usize::from(a.index))
-            .and_then(|k| k.value(mask_of(a.width)))
-    };
-    let Some(value) = get(checked) else {
-        return (None, Verdict::Unknown, None);
-    };
+    let width = mask_of(checked.width);
+    let k = args
+        .get(usize::from(checked.index))
+        .copied()
+        .unwrap_or_default();
     // Unknown slots that the rule does not read (sizes, pointers, tags)
     // are passed as 0.
     let mut raw: Vec<u64> = (0..usize::from(hook.arity))
         .map(|i| args.get(i).map_or(0, |k| k.bits))
         .collect();
-    let slot = |a: Arg| usize::from(a.index);
+    let other = other.filter(|o| {
+        args.get(usize::from(o.index))
+            .and_then(|k| k.value(mask_of(o.width)))
+            .is_none()
+    });
+    if let Some(value) = k.value(width) {
+        let (verdict, violation) = judge_raw(hook, &mut raw, checked, value, other, caller);
+        return (Some(value), verdict, violation);
+    }
+    let unknown = !k.mask & width;
+    if unknown == width {
+        return (None, Verdict::Unknown, None);
+    }
+    let lo = k.bits & width;
+    let hi = lo | unknown;
+    let mut probes = vec![lo, hi];
+    let mut bits = unknown;
+    while bits != 0 {
+        let b = bits & bits.wrapping_neg();
+        bits &= bits - 1;
+        probes.push(lo | b);
+        probes.push(hi & !b);
+    }
+    let mut first: Option<(Verdict, Option<Violation>)> = None;
+    for p in probes {
+        let (verdict, violation) = judge_raw(hook, &mut raw, checked, p, other, caller);
+        match &first {
+            None => first = Some((verdict, violation)),
+            Some((v, _)) if *v != verdict => return (None, Verdict::Unknown, None),
+            Some(_) => {}
+        }
+    }
+    match first {
+        // A violation's Arg3 is the value DV would see, not known whole.
+        Some((verdict, violation)) if verdict != Verdict::Unknown => (None, verdict, violation),
+        _ => (None, Verdict::Unknown, None),
+    }
+}
+
+/// Judges one value of the checked argument; an unknown byte argument
+/// `other` is judged over all its values.
+fn judge_raw(
+    hook: &'static Hook,
+    raw: &mut [u64],
+    checked: Arg,
+    value: u64,
+    other: Option<Arg>,
+    caller: u64,
+) -> (Verdict, Option<Violation>) {
+    if let Some(s) = raw.get_mut(usize::from(checked.index)) {
+        *s = value;
+    }
+    let verdict_of = |v: &Option<Violation>| {
+        if v.is_some() {
+            Verdict::Violation
+        } else {
+            Verdict::Clean
+        }
+    };
     match other {
-        Some(o) if get(o).is_none() => {
+        Some(o) => {
             if o.width != Width::U8 {
-                return (Some(value), Verdict::Unknown, None);
+                return (Verdict::Unknown, None);
             }
             let mut first: Option<Option<Violation>> = None;
             for b in 0..=255u64 {
-                if let Some(s) = raw.get_mut(slot(o)) {
+                if let Some(s) = raw.get_mut(usize::from(o.index)) {
                     *s = b;
                 }
-                let v = hook.check(&raw, caller);
+                let v = hook.check(raw, caller);
                 match &first {
                     None => first = Some(v),
-                    Some(f) if f.is_some() != v.is_some() => {
-                        return (Some(value), Verdict::Unknown, None);
-                    }
+                    Some(f) if f.is_some() != v.is_some() => return (Verdict::Unknown, None),
                     Some(_) => {}
                 }
             }
             let v = first.flatten();
-            let verdict = if v.is_some() {
-                Verdict::Violation
-            } else {
-                Verdict::Clean
-            };
-            (Some(value), verdict, v)
+            (verdict_of(&v), v)
         }
-        _ => {
-            let v = hook.check(&raw, caller);
-            let verdict = if v.is_some() {
-                Verdict::Violation
-            } else {
-                Verdict::Clean
-            };
-            (Some(value), verdict, v)
+        None => {
+            let v = hook.check(raw, caller);
+            (verdict_of(&v), v)
         }
     }
-}
-
-/// The hooked imports' IAT slots and the thunks found for them.
-struct Imports {
-    /// (IAT slot RVA, catalog index), sorted by slot.
-    slots: Vec<(u32, usize)>,
-    /// (thunk RVA, catalog index), sorted by thunk.
-    thunks: Vec<(u32, usize)>,
-}
-
-impl Env for Imports {
-    fn iat_slot(&self, rva: u32) -> Option<usize> {
-        self.slots
-            .binary_search_by_key(&rva, |s| s.0)
-            .ok()
-            .map(|i| self.slots[i].1)
-    }
-    fn thunk(&self, rva: u32) -> Option<usize> {
-        self.thunks
-            .binary_search_by_key(&rva, |s| s.0)
-            .ok()
-            .map(|i| self.thunks[i].1)
-    }
-}
-
-/// The executable sections' bytes, each cut to its virtual size. A
-/// section whose raw data is missing is skipped: nothing of it is loaded
-/// from the file.
-pub fn code_sections<'a>(pe: &PeImage<'a>) -> Vec<Code<'a>> {
-    pe.sections()
-        .filter(|s| s.is_executable())
-        .filter_map(|s| {
-            let bytes = pe.bytes_from(s.rva(), "code").ok()?;
-            let n = bytes.len().min(s.extent() as usize);
-            Some(Code {
-                rva: s.rva(),
-                bytes: bytes.get(..n)?,
-            })
-        })
-        .collect()
 }
 
 /// UNW_FLAG_EHANDLER | UNW_FLAG_UHANDLER: the unwind info names a handler,
@@ -260,13 +289,12 @@ const UNW_FLAG_HANDLERS: u8 = 0x3;
 /// Scope table entries past this many are taken as garbage.
 const MAX_SCOPES: u32 = 256;
 
-/// Places control reaches from outside the code's own branches, from the
-/// exception directory: every function start (.pdata), and the filter and
-/// `__except` targets of the scope tables in the unwind info (.xdata) of
-/// functions with a handler. A scope table is recognized by its shape, not
-/// by its handler's name; a wrong reading only adds leaders, which only
-/// makes values unknown.
-fn exception_leaders(pe: &PeImage<'_>, sections: &[Code<'_>]) -> Vec<u32> {
+/// Places control reaches inside functions from outside their own
+/// branches: the filter and `__except` targets of the scope tables in the
+/// unwind info (.xdata) of functions with a handler. A scope table is
+/// recognized by its shape, not by its handler's name; a wrong reading
+/// only adds entries, which only makes values unknown.
+pub fn exception_handlers(pe: &PeImage<'_>, sections: &[Code<'_>]) -> Vec<u32> {
     let Some((rva, size)) = pe.data_directory(DIR_EXCEPTION) else {
         return Vec::new();
     };
@@ -281,12 +309,8 @@ fn exception_leaders(pe: &PeImage<'_>, sections: &[Code<'_>]) -> Vec<u32> {
     };
     let in_code = |rva: u32| sections.iter().any(|s| s.contains(rva));
     let mut out = Vec::new();
-    for e in bytes.chunks_exact(12).take(MAX_FUNCTIONS as usize) {
-        let begin = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+    for e in bytes.chunks_exact(12).take(functions::MAX_FUNCTIONS) {
         let unwind = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
-        if begin != 0 {
-            out.push(begin);
-        }
         let Ok(head) = pe.bytes_at(unwind, 4, "unwind info") else {
             continue;
         };
@@ -325,249 +349,104 @@ fn exception_leaders(pe: &PeImage<'_>, sections: &[Code<'_>]) -> Vec<u32> {
     out
 }
 
-/// Predicts every call site of a hooked import. `None` for an image that
-/// is not x64 (its code is not decoded); an error only when the import
+/// The executable sections' bytes, each cut to its virtual size. A
+/// section whose raw data is missing is skipped: nothing of it is loaded
+/// from the file.
+pub fn code_sections<'a>(pe: &PeImage<'a>) -> Vec<Code<'a>> {
+    pe.sections()
+        .filter(|s| s.is_executable())
+        .filter_map(|s| {
+            let bytes = pe.bytes_from(s.rva(), "code").ok()?;
+            let n = bytes.len().min(s.extent() as usize);
+            Some(Code {
+                rva: s.rva(),
+                bytes: bytes.get(..n)?,
+            })
+        })
+        .collect()
+}
+
+/// A prediction and what it cost.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// The sites, in address order.
+    pub sites: Vec<Site>,
+    /// Bytes of code decoded (each region once, and the sweep if any).
+    pub decoded: usize,
+    /// Bytes of code in the executable sections.
+    pub code: usize,
+}
+
+/// Predicts every call site of a hooked import. `None` for an image whose
+/// code is not decoded (not x64, x86 or ARM64); an error only when the import
 /// table cannot be read (the scan reports it already).
 pub fn predict(pe: &PeImage<'_>) -> Result<Option<Vec<Site>>, PeError> {
-    if pe.machine() != MACHINE_AMD64 || !pe.is_64() {
-        return Ok(None);
-    }
+    Ok(predict_with_cost(pe)?.map(|p| p.sites))
+}
+
+/// [`predict`], with the bytes decoded.
+pub fn predict_with_cost(pe: &PeImage<'_>) -> Result<Option<Prediction>, PeError> {
+    let wide = match (pe.machine(), pe.is_64()) {
+        (MACHINE_AMD64, true) => true,
+        (MACHINE_I386, false) => false,
+        (arm64::MACHINE_ARM64, true) => true,
+        _ => return Ok(None),
+    };
     let mut slots: Vec<(u32, usize)> = Vec::new();
-    image::for_each_hooked_import(pe, |h, imp| {
+    engine_image::for_each_hooked_import(pe, |h, imp| {
         if h.code().is_some()
             && let Some(i) = CATALOG.iter().position(|c| std::ptr::eq(c, h))
         {
             slots.push((imp.iat_rva, i));
         }
     })?;
+    let sections = code_sections(pe);
+    let code = sections.iter().map(|s| s.bytes.len()).sum();
     if slots.is_empty() {
-        return Ok(Some(Vec::new()));
+        return Ok(Some(Prediction {
+            sites: Vec::new(),
+            decoded: 0,
+            code,
+        }));
     }
     slots.sort_unstable();
     slots.dedup_by_key(|s| s.0);
-    let sections = code_sections(pe);
-    let slot_rvas: Vec<u32> = slots.iter().map(|s| s.0).collect();
-    let read_u32 = |rva: u32| {
-        pe.bytes_at(rva, 4, "jump table")
-            .ok()
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let leaders = exception_leaders(pe, &sections);
-    let sw = sweep::sweep(&sections, &slot_rvas, &leaders, &read_u32);
-    Ok(Some(analyze(&sections, &sw, slots, pe.image_base())))
-}
-
-/// The second pass, over the sweep's candidates.
-fn analyze(
-    sections: &[Code<'_>],
-    sw: &Sweep,
-    slots: Vec<(u32, usize)>,
-    image_base: u64,
-) -> Vec<Site> {
-    let mut imports = Imports {
+    let imports = image::Imports {
         slots,
         thunks: Vec::new(),
+        image_base: pe.image_base(),
     };
-    // A `jmp [IAT]` that some call or jump targets is an import thunk;
-    // one that none targets ends a function: a tail call. One that control
-    // cannot fall into and no branch reaches is a thunk no code calls (or
-    // calls through a pointer): not a call site.
-    let mut targets: Vec<u32> = sw
-        .candidates
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::CallDirect | Kind::JmpDirect))
-        .map(|c| c.target)
-        .collect();
-    targets.sort_unstable();
-    targets.dedup();
-    let targeted = |rva: u32| targets.binary_search(&rva).is_ok();
-    for c in sw.candidates.iter().filter(|c| c.kind == Kind::JmpIat) {
-        if targeted(c.rva)
-            && let Some(t) = imports.iat_slot(c.target)
-        {
-            imports.thunks.push((c.rva, t));
-        }
-    }
-    imports.thunks.sort_unstable();
-    // Incremental linking puts `jmp rel32` stubs in front of functions:
-    // a call may reach a thunk through one (or a few).
-    let jumps: std::collections::HashMap<u32, u32> = if imports.thunks.is_empty() {
-        Default::default()
-    } else {
-        sw.candidates
-            .iter()
-            .filter(|c| c.kind == Kind::JmpDirect)
-            .map(|c| (c.rva, c.target))
-            .collect()
-    };
-    let thunk_of = |mut target: u32| -> Option<(u32, usize)> {
-        for _ in 0..4 {
-            if let Some(t) = imports.thunk(target) {
-                return Some((target, t));
-            }
-            target = *jumps.get(&target)?;
-        }
-        None
-    };
-
-    let mut info = InstructionInfoFactory::new();
-    let mut sites = Vec::new();
-    for c in &sw.candidates {
-        let (via, thunk, fixed) = match c.kind {
-            Kind::CallIat => (Via::Iat, None, imports.iat_slot(c.target)),
-            Kind::JmpIat => {
-                let jcc_target = sw.jcc_targets.binary_search(&c.rva).is_ok();
-                if imports.thunk(c.rva).is_some() || (c.after_stop && !jcc_target) {
-                    continue;
-                }
-                (Via::TailJump, None, imports.iat_slot(c.target))
-            }
-            Kind::CallDirect | Kind::JmpDirect => match thunk_of(c.target) {
-                Some((thunk, t)) => {
-                    let via = if c.kind == Kind::CallDirect {
-                        Via::Thunk
-                    } else {
-                        Via::TailJump
-                    };
-                    (via, Some(thunk), Some(t))
-                }
-                None => continue,
-            },
-            Kind::CallReg => (Via::Register, None, None),
-            Kind::JmpReg => (Via::TailJump, None, None),
-        };
-        if fixed.is_none() && !matches!(c.kind, Kind::CallReg | Kind::JmpReg) {
+    let mut img = image::Image::new(pe, sections, wide, imports);
+    let raw = sites::find(&mut img);
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let o = verdict::decide(&mut img, &r);
+        let Some((checked, _, _)) = checked_argument(&r.hook.rule) else {
             continue;
-        }
-        if let Some(site) = track_site(
-            sections, sw, &imports, c, via, thunk, fixed, &mut info, image_base,
-        ) {
-            sites.push(site);
-        }
-    }
-    sites.sort_by_key(|s| s.rva);
-    sites.dedup_by_key(|s| s.rva);
-    sites
-}
-
-/// Where the block of an instruction starts: the nearest leader at or
-/// before it (moved to the first instruction of the sweep at or after the
-/// leader), no further back than [`MAX_BLOCK_BYTES`].
-pub fn block_start(sections: &[Code<'_>], sw: &Sweep, rva: u32) -> Option<(usize, u32)> {
-    let s = sections.iter().position(|s| s.contains(rva))?;
-    let section = &sections[s];
-    let floor = section.rva.max(rva.saturating_sub(MAX_BLOCK_BYTES));
-    let leader = sw.leader_at_or_below(rva).unwrap_or(section.rva).max(floor);
-    let start = (leader..=rva).find(|&r| sw.is_start(s, section, r))?;
-    Some((s, start))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn track_site(
-    sections: &[Code<'_>],
-    sw: &Sweep,
-    imports: &Imports,
-    c: &Candidate,
-    via: Via,
-    thunk: Option<u32>,
-    fixed: Option<usize>,
-    info: &mut InstructionInfoFactory,
-    image_base: u64,
-) -> Option<Site> {
-    let (s, start) = block_start(sections, sw, c.rva)?;
-    let section = &sections[s];
-    let mut d = Decoder::with_ip(
-        64,
-        section.from(start),
-        u64::from(start),
-        DecoderOptions::NONE,
-    );
-    let mut state = State::new();
-    let mut i = Instruction::default();
-    let mut at_call = false;
-    while d.can_decode() {
-        d.decode_out(&mut i);
-        if i.ip32() >= c.rva {
-            at_call = i.ip32() == c.rva;
-            break;
-        }
-        state.step(&i, imports, info);
-    }
-    if !at_call {
-        // The block's decoding did not meet the call: start afresh at it.
-        state = State::new();
-        let mut d = Decoder::with_ip(
-            64,
-            section.from(c.rva),
-            u64::from(c.rva),
-            DecoderOptions::NONE,
-        );
-        if !d.can_decode() {
-            return None;
-        }
-        d.decode_out(&mut i);
-    }
-    let target = match fixed {
-        Some(t) => t,
-        None => {
-            // call/jmp reg: the register must hold a hooked API's pointer.
-            if i.op0_kind() != OpKind::Register {
-                return None;
-            }
-            state.func(i.op0_register())?.target
-        }
-    };
-    let hook: &'static Hook = CATALOG.get(target)?;
-    let (checked, _, _) = checked_argument(&hook.rule)?;
-    // At a call, argument n (n >= 4) is at [rsp + 8n]; at a tail jump the
-    // return address is already on the stack, so it is at [rsp + 8 + 8n].
-    let extra = if via == Via::TailJump { 8 } else { 0 };
-    let mut args = Vec::with_capacity(usize::from(hook.arity));
-    let mut origins = Vec::with_capacity(usize::from(hook.arity));
-    for n in 0..usize::from(hook.arity) {
-        let (k, o) = match ARG_REGS.get(n) {
-            Some(&r) => (state.reg(r), state.reg_origin(r)),
-            None => state.stack_qword(extra + 8 * n as i64),
         };
-        args.push(k);
-        origins.push(o);
+        out.push(Site {
+            rva: r.rva,
+            len: r.len,
+            block_start: r.block_start,
+            function_start: r.region.entry,
+            hook: r.hook,
+            via: r.via,
+            thunk: r.thunk,
+            args: r.args.iter().map(|a| a.known).collect(),
+            checked,
+            value: o.value,
+            verdict: o.verdict.unwrap_or(Verdict::Unknown),
+            violation: o.violation,
+            reason: o.reason,
+            reason_rva: o.reason_rva,
+            callers: o.callers,
+        });
     }
-    let caller = image_base.wrapping_add(u64::from(c.rva) + u64::from(c.len));
-    let (value, verdict, violation) = judge(hook, &args, caller);
-    let origin_text = match (verdict, origins.get(usize::from(checked.index))) {
-        (Verdict::Unknown, Some(Origin::At(rva))) => instruction_text(section, *rva),
-        _ => None,
-    };
-    Some(Site {
-        rva: c.rva,
-        len: c.len,
-        block_start: start,
-        hook,
-        via,
-        thunk,
-        args,
-        origins,
-        checked,
-        value,
-        verdict,
-        violation,
-        origin_text,
-    })
-}
-
-/// The instruction at an RVA, in Intel syntax.
-fn instruction_text(section: &Code<'_>, rva: u32) -> Option<String> {
-    use iced_x86::Formatter;
-    let mut d = Decoder::with_ip(64, section.from(rva), u64::from(rva), DecoderOptions::NONE);
-    if !d.can_decode() {
-        return None;
-    }
-    let i = d.decode();
-    let mut f = iced_x86::IntelFormatter::new();
-    f.options_mut().set_space_after_operand_separator(true);
-    let mut text = String::new();
-    f.format(&i, &mut text);
-    Some(text)
+    Ok(Some(Prediction {
+        sites: out,
+        decoded: img.decoded,
+        code,
+    }))
 }
 
 /// A site as `civctl scan` reports it (docs/scan-json.md, `predicted`).
@@ -589,75 +468,35 @@ pub struct PredictedSite {
     pub argument: &'static str,
     /// Its zero-based position.
     pub argument_index: u8,
-    /// Its value, or null when unknown.
+    /// Its value when it is one constant, else null.
     pub value: Option<u64>,
     /// The value's WDK name, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_name: Option<String>,
     /// `violation`, `clean` or `unknown`.
     pub verdict: Verdict,
-    /// For an unknown value: where it comes from, as far as the block tells.
+    /// The evidence for the verdict (where the constant is set, the globals
+    /// it is read from and their stores, the wrapper's callers), or, for an
+    /// unknown value, what stopped the analysis.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// For an unknown value: the RVA the reason is about (the instruction
-    /// that set the value, the call that clobbered it, or the block's start).
+    /// The RVA the reason is mostly about (the instruction that set the
+    /// value, a store to a global, a caller, the block's start).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_rva: Option<u32>,
-    /// The function holding the call, from the PDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
-    /// The source file of the call, from the PDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The source line of the call, from the PDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
-}
-
-/// Why an unknown site is unknown, and the address the reason is about
-/// (the instruction that set the value, the call that clobbered it, or the
-/// block's start).
-fn reason(site: &Site) -> Option<(String, u32)> {
-    if site.verdict != Verdict::Unknown {
-        return None;
-    }
-    let n = usize::from(site.checked.index);
-    let (what, origin) = match site.value {
-        // The checked value is known, another argument is not.
-        Some(_) => {
-            let (_, other, _) = checked_argument(&site.hook.rule)?;
-            let o = other?;
-            (
-                "AccessMode is",
-                site.origins.get(usize::from(o.index)).copied()?,
-            )
-        }
-        None => ("it is", site.origins.get(n).copied()?),
-    };
-    Some(match origin {
-        Origin::BeforeBlock => (
-            format!(
-                "{what} not set between the block's start at {:#x} and the call",
-                site.block_start
-            ),
-            site.block_start,
-        ),
-        Origin::At(rva) => match &site.origin_text {
-            Some(text) if site.value.is_none() => (
-                format!("{what} set by `{text}` at {rva:#x}, not a constant"),
-                rva,
-            ),
-            _ => (format!("{what} set at {rva:#x}, not a constant"), rva),
-        },
-        Origin::Call(rva) => (format!("{what} clobbered by the call at {rva:#x}"), rva),
-    })
+    /// For a call in the driver's own wrapper whose checked argument is a
+    /// parameter: each direct caller's call, value and verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<CallerValue>,
+    /// The function, source file and line of the call, from the PDB.
+    #[serde(flatten)]
+    pub location: SourceLocation,
 }
 
 impl PredictedSite {
     /// The report of a site, without symbols.
     pub fn from_site(site: &Site) -> PredictedSite {
         let (_, _, name) = checked_argument(&site.hook.rule).unwrap_or((site.checked, None, "?"));
-        let reason = reason(site);
         PredictedSite {
             rva: site.rva,
             return_rva: site.return_rva(),
@@ -669,11 +508,10 @@ impl PredictedSite {
             value: site.value,
             value_name: site.value.map(|v| value_name(&site.hook.rule, v)),
             verdict: site.verdict,
-            reason: reason.as_ref().map(|r| r.0.clone()),
-            reason_rva: reason.map(|r| r.1),
-            function: None,
-            file: None,
-            line: None,
+            reason: (!site.reason.is_empty()).then(|| site.reason.clone()),
+            reason_rva: site.reason_rva,
+            callers: site.callers.clone(),
+            location: SourceLocation::default(),
         }
     }
 }
@@ -682,7 +520,6 @@ impl PredictedSite {
 mod tests {
     use super::*;
     use civ_engine::catalog::find_routine;
-    use track::Known;
 
     fn hook(name: &str) -> &'static Hook {
         find_routine(name.as_bytes()).expect("catalog row")
@@ -750,5 +587,65 @@ mod tests {
             checked_argument(&hook("MmGetSystemRoutineAddress").rule),
             None
         );
+    }
+
+    /// judge's probing of partly known values relies on this: for every
+    /// row, adding bits to the checked value moves the verdict one way
+    /// only (never violation -> clean for one row and clean -> violation
+    /// for the same row).
+    #[test]
+    fn every_predicate_is_monotone_in_its_checked_argument() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for h in CATALOG.iter().filter(|h| h.code().is_some()) {
+            let (arg, _, _) = checked_argument(&h.rule).expect(h.name);
+            let width = mask_of(arg.width);
+            let mut dir = None;
+            for round in 0..20_000 {
+                // Sparse and dense values alike.
+                let a = if round % 2 == 0 {
+                    rand() & rand()
+                } else {
+                    rand()
+                } & width;
+                let b = (a | (rand() & rand() & rand())) & width;
+                let mut raw = vec![0u64; usize::from(h.arity)];
+                raw[usize::from(arg.index)] = a;
+                let va = h.check(&raw, 0).is_some();
+                raw[usize::from(arg.index)] = b;
+                let vb = h.check(&raw, 0).is_some();
+                if va != vb {
+                    assert_eq!(*dir.get_or_insert(vb), vb, "{} is not monotone", h.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_bits_decide_when_the_verdict_depends_on_them_only() {
+        let mdl = hook("MmMapLockedPagesSpecifyCache");
+        let prio = |p: Known| [Known::UNKNOWN, k(0), k(1), k(0), k(0), p];
+        // or eax, 40000010h: NX whatever eax held.
+        let nx = Known::UNKNOWN.or(Known::constant(0x4000_0010));
+        assert_eq!(judge(mdl, &prio(nx), 0).0, None);
+        assert_eq!(judge(mdl, &prio(nx), 0).1, Verdict::Clean);
+        // and eax, 0Fh: bit 30 known clear: executable whatever the rest.
+        let x = Known::UNKNOWN.and(Known::constant(0xF));
+        assert_eq!(judge(mdl, &prio(x), 0).1, Verdict::Violation);
+        // Only bit 4 known: the verdict depends on bit 30, unknown.
+        let b4 = Known::UNKNOWN.or(Known::constant(0x10));
+        assert_eq!(judge(mdl, &prio(b4), 0).1, Verdict::Unknown);
+        // A pool type with bit 9 (POOL_NX_ALLOCATION) set is NX.
+        let pool = hook("ExAllocatePoolWithTag");
+        let bts = Known::UNKNOWN.bit(9, Some(true));
+        assert_eq!(judge(pool, &[bts, k(64), k(1)], 0).1, Verdict::Clean);
+        // Bit 0 clear and bit 9 clear known: executable.
+        let exec = Known::UNKNOWN.and(Known::constant(!0x201));
+        assert_eq!(judge(pool, &[exec, k(64), k(1)], 0).1, Verdict::Violation);
     }
 }

@@ -7,6 +7,7 @@
 //! generously: a spurious leader only makes a value unknown, a missing one
 //! could make a wrong value look known.
 
+use super::track::absolute_rva;
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
 
 /// One executable section's bytes.
@@ -80,6 +81,8 @@ pub struct Sweep {
     pub candidates: Vec<Candidate>,
     /// Targets of conditional branches, sorted and unique.
     pub jcc_targets: Vec<u32>,
+    /// Targets of direct calls, sorted and unique: function starts.
+    pub call_targets: Vec<u32>,
     /// Bytes decoded.
     pub bytes: usize,
 }
@@ -104,23 +107,53 @@ impl Sweep {
     }
 }
 
-/// A jump table the sweep saw being indexed: (table RVA, entries are
-/// image-relative RVAs (MSVC) rather than offsets from the table (clang, gcc)).
-type Table = (u32, bool);
+/// A jump table seen being indexed: (table RVA, what each entry is added
+/// to for its target: 0 for image-relative entries (MSVC x64), the table's
+/// RVA for offsets from it (clang, gcc), minus the image base for
+/// absolute addresses (x86)).
+pub type Table = (u32, u32);
 
 /// Jump table entries read past this many are taken as the end of the table.
 const MAX_TABLE_ENTRIES: u32 = 1024;
 
 /// Is the slot a hooked IAT slot? Sorted slots, few of them.
-fn is_slot(slots: &[u32], rva: u64) -> bool {
-    u32::try_from(rva).is_ok_and(|r| slots.binary_search(&r).is_ok())
+fn is_slot(slots: &[u32], rva: Option<u32>) -> bool {
+    rva.is_some_and(|r| slots.binary_search(&r).is_ok())
 }
 
-/// Sweeps the sections. `slots` are the IAT slots of hooked imports
-/// (sorted); `function_starts` come from the exception directory;
-/// `read_u32` reads image data at an RVA (for jump tables).
+/// The code targets of jump tables: entries are read until one is not in
+/// a code section (or `MAX_TABLE_ENTRIES`).
+pub fn table_targets(
+    mut tables: Vec<Table>,
+    sections: &[Code<'_>],
+    read_u32: &dyn Fn(u32) -> Option<u32>,
+) -> Vec<u32> {
+    tables.sort_unstable();
+    tables.dedup();
+    let mut out = Vec::new();
+    for (table, add) in tables {
+        for n in 0..MAX_TABLE_ENTRIES {
+            let Some(entry) = table.checked_add(n * 4).and_then(read_u32) else {
+                break;
+            };
+            let target = entry.wrapping_add(add);
+            if !sections.iter().any(|s| s.contains(target)) {
+                break;
+            }
+            out.push(target);
+        }
+    }
+    out
+}
+
+/// Sweeps the sections as `bitness` (64 or 32) code. `slots` are the IAT
+/// slots of hooked imports (sorted); `function_starts` come from the
+/// exception directory; `read_u32` reads image data at an RVA (for jump
+/// tables); x86 code addresses memory absolutely, less `image_base`.
 pub fn sweep(
     sections: &[Code<'_>],
+    bitness: u32,
+    image_base: u64,
     slots: &[u32],
     function_starts: &[u32],
     read_u32: &dyn Fn(u32) -> Option<u32>,
@@ -133,7 +166,7 @@ pub fn sweep(
         out.leaders.push(section.rva);
         out.bytes += section.bytes.len();
         let mut d = Decoder::with_ip(
-            64,
+            bitness,
             section.bytes,
             u64::from(section.rva),
             DecoderOptions::NONE,
@@ -158,20 +191,30 @@ pub fn sweep(
             let len = i.len() as u8;
             match i.flow_control() {
                 FlowControl::Next => {
-                    if i.memory_index() != Register::None || i.is_ip_rel_memory_operand() {
-                        note_memory(&i, slots, &mut lea_rip, &mut pointer_loaded, &mut tables);
+                    if i.memory_index() != Register::None
+                        || i.is_ip_rel_memory_operand()
+                        || bitness == 32
+                    {
+                        note_memory(
+                            &i,
+                            image_base,
+                            slots,
+                            &mut lea_rip,
+                            &mut pointer_loaded,
+                            &mut tables,
+                        );
                     }
                     // Padding after a stop is still unreachable by falling.
                     stopped = after_stop && i.mnemonic() == iced_x86::Mnemonic::Nop;
                 }
                 FlowControl::ConditionalBranch => {
-                    if i.op0_kind() == OpKind::NearBranch64 {
+                    if is_near(&i) {
                         out.leaders.push(i.near_branch_target() as u32);
                         out.jcc_targets.push(i.near_branch_target() as u32);
                     }
                 }
                 FlowControl::UnconditionalBranch => {
-                    if i.op0_kind() == OpKind::NearBranch64 {
+                    if is_near(&i) {
                         out.leaders.push(i.near_branch_target() as u32);
                         out.candidates.push(Candidate {
                             rva,
@@ -186,8 +229,9 @@ pub fn sweep(
                     stopped = true;
                 }
                 FlowControl::Call => {
-                    if i.op0_kind() == OpKind::NearBranch64 {
+                    if is_near(&i) {
                         out.leaders.push(i.near_branch_target() as u32);
+                        out.call_targets.push(i.near_branch_target() as u32);
                         out.candidates.push(Candidate {
                             rva,
                             len,
@@ -199,14 +243,18 @@ pub fn sweep(
                 }
                 FlowControl::IndirectCall | FlowControl::IndirectBranch => {
                     let call = i.flow_control() == FlowControl::IndirectCall;
-                    if i.is_ip_rel_memory_operand() {
-                        let slot = i.ip_rel_memory_address();
-                        if is_slot(slots, slot) {
+                    let slot = if i.op0_kind() == OpKind::Memory {
+                        absolute_rva(&i, image_base)
+                    } else {
+                        None
+                    };
+                    if let Some(slot) = slot {
+                        if is_slot(slots, Some(slot)) {
                             out.candidates.push(Candidate {
                                 rva,
                                 len,
                                 kind: if call { Kind::CallIat } else { Kind::JmpIat },
-                                target: slot as u32,
+                                target: slot,
                                 after_stop,
                             });
                         }
@@ -218,6 +266,17 @@ pub fn sweep(
                             target: 0,
                             after_stop,
                         });
+                    }
+                    if !call
+                        && i.op0_kind() == OpKind::Memory
+                        && i.memory_base() == Register::None
+                        && i.memory_index_scale() == 4
+                        && let Some(t) = u32::try_from(i.memory_displacement64())
+                            .ok()
+                            .and_then(|va| va.checked_sub(image_base as u32))
+                    {
+                        // x86: `jmp dword ptr [table+eax*4]`, absolute entries.
+                        tables.push((t, 0u32.wrapping_sub(image_base as u32)));
                     }
                     if !call {
                         out.leaders.push(i.next_ip32());
@@ -234,7 +293,7 @@ pub fn sweep(
                 }
                 FlowControl::XbeginXabortXend => {
                     out.leaders.push(i.next_ip32());
-                    if i.op0_kind() == OpKind::NearBranch64 {
+                    if is_near(&i) {
                         out.leaders.push(i.near_branch_target() as u32);
                     }
                 }
@@ -246,54 +305,60 @@ pub fn sweep(
         out.starts.push(starts);
     }
     out.leaders.extend_from_slice(function_starts);
-    tables.sort_unstable();
-    tables.dedup();
-    for (table, rva_entries) in tables {
-        for n in 0..MAX_TABLE_ENTRIES {
-            let Some(entry) = table.checked_add(n * 4).and_then(read_u32) else {
-                break;
-            };
-            let target = if rva_entries {
-                entry
-            } else {
-                table.wrapping_add(entry)
-            };
-            if !sections.iter().any(|s| s.contains(target)) {
-                break;
-            }
-            out.leaders.push(target);
-        }
-    }
+    let targets = table_targets(tables, sections, read_u32);
+    out.leaders.extend(targets);
     out.leaders.sort_unstable();
     out.leaders.dedup();
     out.jcc_targets.sort_unstable();
     out.jcc_targets.dedup();
+    out.call_targets.sort_unstable();
+    out.call_targets.dedup();
     out
+}
+
+/// A direct branch or call (rel8/rel32), in either bitness.
+pub fn is_near(i: &Instruction) -> bool {
+    matches!(
+        i.op0_kind(),
+        OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16
+    )
 }
 
 /// Notes what a non-branching instruction with a memory operand tells:
 /// a load from a hooked IAT slot, a `lea` of an address, an indexed load
-/// from a jump table.
-fn note_memory(
+/// from a jump table (the table found is pushed to `tables`).
+pub fn note_memory(
     i: &Instruction,
+    image_base: u64,
     slots: &[u32],
     lea_rip: &mut [u32; 16],
     pointer_loaded: &mut bool,
     tables: &mut Vec<Table>,
 ) {
+    if !(0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory) {
+        return;
+    }
     if i.is_ip_rel_memory_operand() {
-        let addr = i.ip_rel_memory_address();
+        let addr = u32::try_from(i.ip_rel_memory_address()).ok();
         if i.mnemonic() == iced_x86::Mnemonic::Lea {
             *pointer_loaded = true;
             let reg = i.op0_register().full_register();
             if reg.is_gpr64() {
-                lea_rip[reg.number() & 15] = addr as u32;
+                lea_rip[reg.number() & 15] = addr.unwrap_or(u32::MAX);
             }
         } else if is_slot(slots, addr) {
             *pointer_loaded = true;
         }
         return;
     }
+    if let Some(addr) = absolute_rva(i, image_base) {
+        // x86: `mov eax, [slot]` or `lea eax, [func]` / `mov eax, offset`.
+        if i.mnemonic() == iced_x86::Mnemonic::Lea || is_slot(slots, Some(addr)) {
+            *pointer_loaded = true;
+        }
+        return;
+    }
+
     if i.memory_index_scale() != 4 {
         return;
     }
@@ -309,11 +374,11 @@ fn note_memory(
     if base_rva == 0 && disp != 0 {
         // MSVC: `lea rdx, [__ImageBase]` ; `mov ecx, [rdx+rax*4+table]`.
         if let Ok(t) = u32::try_from(disp) {
-            tables.push((t, true));
+            tables.push((t, 0));
         }
     } else if base_rva != 0 && disp == 0 {
         // clang and gcc: `lea rcx, [rip+table]` ; `movsxd rax, [rcx+rax*4]`.
-        tables.push((base_rva, false));
+        tables.push((base_rva, base_rva));
     }
 }
 
@@ -323,7 +388,7 @@ mod tests {
 
     fn one(bytes: &[u8], slots: &[u32]) -> Sweep {
         let code = [Code { rva: 0x1000, bytes }];
-        sweep(&code, slots, &[], &|_| None)
+        sweep(&code, 64, 0, slots, &[], &|_| None)
     }
 
     #[test]
@@ -411,7 +476,7 @@ mod tests {
             0x3008 => Some(0x9999),
             _ => None,
         };
-        let s = sweep(&sections, &[], &[], &table);
+        let s = sweep(&sections, 64, 0, &[], &[], &table);
         assert!(s.leaders.contains(&0x1010));
         assert!(s.leaders.contains(&0x1011));
         assert!(!s.leaders.contains(&0x9999));

@@ -1,98 +1,34 @@
-//! Constant tracking: a forward pass over the instructions of one block,
-//! ending at a call, that knows which bits of each general-purpose register
-//! and of each byte of the stack are constants.
-//!
-//! The pass models the few instructions compilers use to set up arguments
-//! (`mov`, `xor r,r`, `and`/`or`/`xor` with an immediate, `add`/`sub` on
-//! known values, `lea`, `movzx`/`movsx`, `push`/`pop`) and, for every other
-//! instruction, forgets whatever it writes, as iced-x86's instruction info
-//! reports it. So a value is only ever *known* when it is provably the
-//! constant, assuming the block is entered only at its start: the caller
-//! (the sweep) starts blocks at every branch target it can find.
+//! The state of the x86 data-flow analysis: what is known of each
+//! general-purpose register (its known bits, its term, the hooked API it
+//! points to, the stack address it holds), of the stack ([`Stack`]) and of
+//! the constants just stored to globals, and how the states of two paths
+//! meet ([`State::meet`]). How one instruction changes it is
+//! [`State::step`], in `track/step.rs`: it models the instructions compilers
+//! use to set up arguments (`mov`, `xor r,r`, `and`/`or`/`xor`, `add`/`sub`
+//! on known values, `lea`, `movzx`/`movsx`, `push`/`pop`, `bts`/`btr`/`btc`,
+//! shifts by a constant, `not`) and, for every other instruction, forgets
+//! whatever it writes, as iced-x86's instruction info reports it. So a value
+//! is only ever *known* when it is provably the constant on every path the
+//! analysis was told of.
 //!
 //! Stack stores are followed through `rsp` and through registers known to
-//! be copies of it (`mov rax, rsp`, `lea rbp, [rsp+20h]`, as MSVC and gcc
-//! prologues make them). Two assumptions of the Windows x64 ABI, both kept
-//! by compiler output: a call preserves the non-volatile registers (rbx,
-//! rbp, rsi, rdi, r12–r15) and clobbers the others and the callee's stack
-//! argument area; and the outgoing argument area is only written to set up
-//! arguments, never through a pointer to it held elsewhere, so a store
-//! through any other base does not touch it (a store through `rbp` that is
-//! not a known copy of `rsp`, or with an index register, forgets the whole
-//! stack all the same).
+//! be copies of it (`mov rax, rsp`, `lea rbp, [rsp+20h]`). Offsets are from
+//! rsp where the analysis started; where paths disagree on rsp, or after an
+//! x86 call (the callee may pop its arguments), the stack is re-anchored: a
+//! fresh base ([`anchor`]) with nothing known on it. Two assumptions of the
+//! Windows ABIs, both kept by compiler output: a call preserves the
+//! non-volatile registers and clobbers the others and the stack below the
+//! caller's frame; and the outgoing argument area is only written to set up
+//! arguments, never through a pointer held elsewhere, so a store through
+//! any other base does not touch it (a store through `rbp` that is not a
+//! known copy of `rsp`, or with an index register, forgets the whole stack
+//! all the same).
 
-use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
-use std::collections::BTreeMap;
+mod step;
 
-/// Which bits of a value are known, and what they are. Unknown bits of
-/// `bits` are always zero.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Known {
-    /// The value of the known bits.
-    pub bits: u64,
-    /// The known bits.
-    pub mask: u64,
-}
-
-impl Known {
-    /// Nothing known.
-    pub const UNKNOWN: Known = Known { bits: 0, mask: 0 };
-
-    /// A constant.
-    pub const fn constant(v: u64) -> Known {
-        Known { bits: v, mask: !0 }
-    }
-
-    /// The value's low bits selected by `width_mask`, when all are known.
-    pub fn value(self, width_mask: u64) -> Option<u64> {
-        (self.mask & width_mask == width_mask).then_some(self.bits & width_mask)
-    }
-
-    fn and(self, o: Known) -> Known {
-        // A bit is known when both are, or when either is a known zero.
-        let mask = (self.mask & o.mask) | (self.mask & !self.bits) | (o.mask & !o.bits);
-        Known {
-            bits: self.bits & o.bits & mask,
-            mask,
-        }
-    }
-
-    fn or(self, o: Known) -> Known {
-        // A bit is known when both are, or when either is a known one.
-        let mask = (self.mask & o.mask) | (self.mask & self.bits) | (o.mask & o.bits);
-        Known {
-            bits: (self.bits | o.bits) & mask,
-            mask,
-        }
-    }
-
-    fn xor(self, o: Known) -> Known {
-        let mask = self.mask & o.mask;
-        Known {
-            bits: (self.bits ^ o.bits) & mask,
-            mask,
-        }
-    }
-
-    /// Applies `f` when both operands are known over `width` bytes (carries
-    /// make a partly known sum unknown).
-    fn arith(self, o: Known, width: usize, f: impl Fn(u64, u64) -> u64) -> Known {
-        let m = width_mask(width);
-        match (self.value(m), o.value(m)) {
-            (Some(a), Some(b)) => Known::constant(f(a, b)),
-            _ => Known::UNKNOWN,
-        }
-    }
-}
-
-/// The mask of a value `bytes` wide.
-pub fn width_mask(bytes: usize) -> u64 {
-    match bytes {
-        0 => 0,
-        1..=7 => (1u64 << (bytes * 8)) - 1,
-        _ => !0,
-    }
-}
+use super::stack::Stack;
+use super::value::{Known, Sym, Val, width_mask};
+use iced_x86::{Instruction, Register};
 
 /// The hooked API a register points to, as an index the caller gave (the
 /// catalog row), and the instruction that loaded it.
@@ -106,58 +42,82 @@ pub struct FuncRef {
 
 /// What the tracker needs to know of the image.
 pub trait Env {
-    /// The target a `mov reg, [rip+slot]` loads, when `slot` is the IAT slot
+    /// The target a `mov reg, [slot]` loads, when `slot` is the IAT slot
     /// of a hooked import.
     fn iat_slot(&self, rva: u32) -> Option<usize>;
-    /// The target a `lea reg, [rip+addr]` points to, when `addr` is an
-    /// import thunk of a hooked import.
+    /// The target a `lea reg, [addr]` points to, when `addr` is an import
+    /// thunk of a hooked import.
     fn thunk(&self, rva: u32) -> Option<usize>;
+    /// The image base: x86 code addresses memory by its absolute address.
+    fn image_base(&self) -> u64;
 }
 
 /// Why an argument is not known: the instruction that last wrote it, or
-/// none when it was not written in the block.
+/// none when it was not written in what was analyzed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// Not written between the block's start and the call.
+    /// Not written between the analysis' start and the call.
     BeforeBlock,
     /// Written by the instruction at this RVA.
     At(u32),
     /// Clobbered by the call at this RVA (a volatile register or the stack
     /// argument area).
     Call(u32),
+    /// The paths that reach the block at this RVA disagree on it.
+    Merge(u32),
 }
 
-#[derive(Clone, Copy, Debug)]
-struct StackByte {
-    bits: u8,
-    mask: u8,
-    origin: Origin,
+impl Origin {
+    /// One origin for two paths: the same, or where they merge.
+    pub fn meet(self, o: Origin, block: u32) -> Origin {
+        if self == o {
+            self
+        } else {
+            Origin::Merge(block)
+        }
+    }
+}
+
+/// A stack base no other can collide with: `anchor(n)` for the n-th
+/// re-anchoring (by the RVA where it happens, so that repeated passes of
+/// the analysis agree).
+pub fn anchor(rva: u32) -> i64 {
+    (i64::from(rva) + 1) << 32
 }
 
 /// The state of the pass.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
+    /// 64-bit code (x64) rather than 32-bit (x86).
+    wide: bool,
     regs: [Known; 16],
+    syms: [Sym; 16],
     origin: [Origin; 16],
     func: [Option<FuncRef>; 16],
-    /// Registers that point into the stack, at this offset from rsp at the
-    /// block's start (`mov rax, rsp`, `lea rbp, [rsp+20h]`): stores through
-    /// them are stack stores.
+    /// Registers that point into the stack, at this offset from the base
+    /// (`mov rax, rsp`, `lea rbp, [rsp+20h]`): stores through them are
+    /// stack stores.
     alias: [Option<i64>; 16],
-    /// rsp minus rsp at the block's start, while known.
+    /// rsp minus the base, while known.
     rsp: Option<i64>,
-    /// Known bytes of the stack, by offset from rsp at the block's start.
-    stack: BTreeMap<i64, StackByte>,
-    /// Where the stack was last forgotten wholesale.
-    stack_origin: Origin,
+    /// The stack, by offset from the base.
+    stack: Stack,
+    /// Constants this path stored to the image's globals, still there:
+    /// (RVA, width, value). Any other store that may alias them, and any
+    /// call, forgets them all.
+    global_stores: Vec<(u32, usize, u64)>,
 }
 
 const RSP: usize = 4;
 const RBP: usize = 5;
-/// rax, rcx, rdx, r8–r11: what a call clobbers.
-const VOLATILE: [usize; 7] = [0, 1, 2, 8, 9, 10, 11];
-/// rcx, rdx, r8, r9: the register arguments.
+/// rax, rcx, rdx, r8–r11: what an x64 call clobbers.
+const VOLATILE_64: [usize; 7] = [0, 1, 2, 8, 9, 10, 11];
+/// eax, ecx, edx: what an x86 call clobbers.
+const VOLATILE_32: [usize; 3] = [0, 1, 2];
+/// rcx, rdx, r8, r9: the x64 register arguments.
 pub const ARG_REGS: [usize; 4] = [1, 2, 8, 9];
+/// Stack parameters given a term at a function's entry, at most.
+const MAX_STACK_PARAMS: u8 = 12;
 
 /// The index (0 = rax ... 15 = r15) of a general-purpose register of any
 /// width, `None` for every other register.
@@ -176,45 +136,66 @@ fn is_high_byte(reg: Register) -> bool {
     )
 }
 
-fn writes(access: OpAccess) -> bool {
-    matches!(
-        access,
-        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-    )
-}
-
-fn immediate(i: &Instruction, op: u32) -> Option<u64> {
-    match i.op_kind(op) {
-        OpKind::Immediate8
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => i.try_immediate(op).ok(),
-        _ => None,
+/// The RVA a memory operand with no base or index register addresses:
+/// `[rip+disp]` on x64 (the decoder's IP is an RVA), `[disp]` on x86 (an
+/// absolute address, less the image base).
+pub fn absolute_rva(i: &Instruction, image_base: u64) -> Option<u32> {
+    if i.is_ip_rel_memory_operand() {
+        return u32::try_from(i.ip_rel_memory_address()).ok();
     }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::new()
+    if i.memory_base() == Register::None && i.memory_index() == Register::None {
+        let va = i.memory_displacement64();
+        return u32::try_from(va.checked_sub(image_base)?).ok();
     }
+    None
 }
 
 impl State {
-    /// The state at a block's start: nothing known, rsp at offset 0.
-    pub fn new() -> State {
+    /// The state where nothing is known: rsp at `base`.
+    pub fn fresh(wide: bool, base: i64) -> State {
         State {
+            wide,
             regs: [Known::UNKNOWN; 16],
+            syms: [Sym::None; 16],
             origin: [Origin::BeforeBlock; 16],
             func: [None; 16],
             alias: [None; 16],
-            rsp: Some(0),
-            stack: BTreeMap::new(),
-            stack_origin: Origin::BeforeBlock,
+            rsp: Some(base),
+            stack: Stack::default(),
+            global_stores: Vec::new(),
         }
+    }
+
+    /// The state at a block's start with nothing known, rsp at offset 0.
+    pub fn new(wide: bool) -> State {
+        State::fresh(wide, 0)
+    }
+
+    /// The state at a function's entry: nothing known, but each parameter
+    /// is its term ([`Sym::Param`]): rcx, rdx, r8, r9 and the stack above
+    /// the return address on x64; the stack on x86 (stdcall and cdecl).
+    pub fn entry(wide: bool, entry: u32) -> State {
+        let mut s = State::new(wide);
+        let slot = if wide { 8 } else { 4 };
+        let first_on_stack = if wide {
+            for (n, r) in ARG_REGS.iter().enumerate() {
+                s.syms[*r] = Sym::Param { n: n as u8, entry };
+            }
+            4
+        } else {
+            0
+        };
+        for n in first_on_stack..MAX_STACK_PARAMS {
+            let off = slot * (i64::from(n) + 1);
+            s.stack
+                .put_term(off, slot as usize, Sym::Param { n, entry });
+        }
+        s
+    }
+
+    /// Is this 64-bit code?
+    pub fn is_wide(&self) -> bool {
+        self.wide
     }
 
     /// A register's known bits, as the 64-bit register.
@@ -222,11 +203,24 @@ impl State {
         self.regs.get(index).copied().unwrap_or_default()
     }
 
+    /// A register's value (known bits and term).
+    pub fn reg_val(&self, index: usize) -> Val {
+        Val {
+            known: self.reg(index),
+            sym: self.syms.get(index).copied().unwrap_or_default(),
+        }
+    }
+
     /// The hooked API a register points to.
     pub fn func(&self, reg: Register) -> Option<FuncRef> {
         let n = gpr(reg)?;
-        // Only the full 64-bit register holds a pointer.
-        if reg.is_gpr64() { self.func[n] } else { None }
+        // Only the full register holds a pointer.
+        let full = if self.wide {
+            reg.is_gpr64()
+        } else {
+            reg.is_gpr32()
+        };
+        if full { self.func[n] } else { None }
     }
 
     /// Who last wrote a register.
@@ -237,43 +231,127 @@ impl State {
             .unwrap_or(Origin::BeforeBlock)
     }
 
-    /// The 8 bytes at `rsp + disp`, as far as known.
-    pub fn stack_qword(&self, disp: i64) -> (Known, Origin) {
+    /// The `len` bytes at `rsp + disp`, as far as known.
+    pub fn stack_at(&self, disp: i64, len: usize) -> (Val, Origin) {
         match self.rsp {
-            Some(rsp) => self.load(rsp.wrapping_add(disp), 8),
-            None => (Known::UNKNOWN, self.stack_origin),
+            Some(rsp) => self.stack.load(rsp.wrapping_add(disp), len),
+            None => (Val::UNKNOWN, self.stack.origin()),
         }
     }
 
-    fn read(&self, reg: Register) -> Known {
+    /// The 8 bytes at `rsp + disp`, as far as known.
+    pub fn stack_qword(&self, disp: i64) -> (Known, Origin) {
+        let (v, o) = self.stack_at(disp, 8);
+        (v.known, o)
+    }
+
+    /// Does register n hold the constant this path stored to the global
+    /// the term `sym` reads (so it equals that global's contents here)?
+    fn holds_global(&self, n: usize, sym: Sym) -> bool {
+        super::value::holds_global(&self.global_stores, self.regs[n], sym)
+    }
+
+    /// Merges the state of another path into this one at the block at
+    /// `block`; true if this state changed.
+    pub fn meet(&mut self, o: &State, block: u32) -> bool {
+        // The fixed-size parts are compared after; the maps say as they go.
+        let (regs, syms, func, origin, alias) =
+            (self.regs, self.syms, self.func, self.origin, self.alias);
+        let (rsp, stores) = (self.rsp, self.global_stores.len());
+        let mut changed = false;
+        for n in 0..16 {
+            if self.syms[n] != o.syms[n] {
+                // A constant just stored to a global is that global's
+                // contents: on the path that stored it, the register is
+                // the global's term too (the driver runtime's defaults,
+                // set and used in the same function).
+                self.syms[n] = if o.syms[n] != Sym::None && self.holds_global(n, o.syms[n]) {
+                    o.syms[n]
+                } else if self.syms[n] != Sym::None && o.holds_global(n, self.syms[n]) {
+                    self.syms[n]
+                } else {
+                    Sym::None
+                };
+            }
+            self.regs[n] = self.regs[n].meet(o.regs[n]);
+            if self.func[n] != o.func[n] {
+                self.func[n] = None;
+            }
+            if self.regs[n] != regs[n]
+                || self.syms[n] != syms[n]
+                || self.func[n] != func[n]
+                || self.origin[n] != o.origin[n]
+            {
+                self.origin[n] = self.origin[n].meet(o.origin[n], block);
+            }
+        }
+        self.global_stores.retain(|g| o.global_stores.contains(g));
+        if self.rsp == o.rsp {
+            for n in 0..16 {
+                if self.alias[n] != o.alias[n] {
+                    self.alias[n] = None;
+                }
+            }
+            changed |= self.stack.meet(&o.stack, block);
+        } else {
+            // The paths disagree on rsp: start the stack afresh here.
+            self.alias = [None; 16];
+            self.regs[RSP] = Known::UNKNOWN;
+            self.rsp = Some(anchor(block));
+            changed |= !self.stack.is_empty();
+            self.stack.forget(Origin::Merge(block));
+        }
+        changed
+            || regs != self.regs
+            || syms != self.syms
+            || func != self.func
+            || origin != self.origin
+            || alias != self.alias
+            || rsp != self.rsp
+            || stores != self.global_stores.len()
+    }
+
+    fn read(&self, reg: Register) -> Val {
         let Some(n) = gpr(reg) else {
-            return Known::UNKNOWN;
+            return Val::UNKNOWN;
         };
         let v = self.regs[n];
         if is_high_byte(reg) {
-            Known {
+            Val::known(Known {
                 bits: (v.bits >> 8) & 0xFF,
                 mask: (v.mask >> 8) & 0xFF,
-            }
+            })
         } else {
             let m = width_mask(reg.size());
-            Known {
-                bits: v.bits & m,
-                mask: v.mask & m,
+            Val {
+                known: Known {
+                    bits: v.bits & m,
+                    mask: v.mask & m,
+                },
+                // A term is kept in 32- and 64-bit reads only.
+                sym: if reg.size() >= 4 {
+                    self.syms[n]
+                } else {
+                    Sym::None
+                },
             }
         }
     }
 
     /// Writes a register with x64's width rules: a 32-bit write clears the
     /// upper half, 8- and 16-bit writes keep the rest of the register.
-    fn write(&mut self, reg: Register, v: Known, at: u32) {
+    fn write(&mut self, reg: Register, v: Val, at: u32) {
         let Some(n) = gpr(reg) else {
             return;
         };
         let old = self.regs[n];
-        let (bits, mask) = match reg.size() {
-            8 => (v.bits, v.mask),
-            4 => (v.bits & 0xFFFF_FFFF, v.mask | 0xFFFF_FFFF_0000_0000),
+        let (bits, mask, sym) = match reg.size() {
+            8 => (v.known.bits, v.known.mask, v.sym),
+            4 => (
+                v.known.bits & 0xFFFF_FFFF,
+                v.known.mask | 0xFFFF_FFFF_0000_0000,
+                v.sym,
+            ),
             size => {
                 let (shift, m) = if is_high_byte(reg) {
                     (8, 0xFF00)
@@ -281,8 +359,9 @@ impl State {
                     (0, width_mask(size))
                 };
                 (
-                    (old.bits & !m) | ((v.bits << shift) & m),
-                    (old.mask & !m) | ((v.mask << shift) & m),
+                    (old.bits & !m) | ((v.known.bits << shift) & m),
+                    (old.mask & !m) | ((v.known.mask << shift) & m),
+                    Sym::None,
                 )
             }
         };
@@ -290,6 +369,7 @@ impl State {
             bits: bits & mask,
             mask,
         };
+        self.syms[n] = sym;
         self.origin[n] = Origin::At(at);
         self.func[n] = None;
         self.alias[n] = None;
@@ -300,6 +380,7 @@ impl State {
 
     fn forget_reg(&mut self, n: usize, origin: Origin) {
         self.regs[n] = Known::UNKNOWN;
+        self.syms[n] = Sym::None;
         self.origin[n] = origin;
         self.func[n] = None;
         self.alias[n] = None;
@@ -308,31 +389,7 @@ impl State {
     fn lose_rsp(&mut self, at: u32) {
         self.rsp = None;
         self.alias = [None; 16];
-        self.forget_stack(Origin::At(at));
-    }
-
-    fn forget_stack(&mut self, origin: Origin) {
-        self.stack.clear();
-        self.stack_origin = origin;
-    }
-
-    fn forget_stack_range(&mut self, off: i64, len: usize, at: u32) {
-        let end = off.saturating_add(len as i64);
-        let keys: Vec<i64> = self.stack.range(off..end).map(|(k, _)| *k).collect();
-        for k in keys {
-            self.stack.remove(&k);
-        }
-        // Bytes not in the map read as unknown, written here.
-        for k in off..end.min(off + 64) {
-            self.stack.insert(
-                k,
-                StackByte {
-                    bits: 0,
-                    mask: 0,
-                    origin: Origin::At(at),
-                },
-            );
-        }
+        self.stack.forget(Origin::At(at));
     }
 
     /// Bytes below rsp may be overwritten at any time (interrupts use the
@@ -340,7 +397,7 @@ impl State {
     /// rsp moves up.
     fn drop_below_rsp(&mut self) {
         if let Some(rsp) = self.rsp {
-            self.stack = self.stack.split_off(&rsp);
+            self.stack.drop_below(rsp);
         }
     }
 
@@ -356,382 +413,36 @@ impl State {
         }
     }
 
-    fn load(&self, off: i64, len: usize) -> (Known, Origin) {
-        let mut k = Known::UNKNOWN;
-        let mut origin = None;
-        for i in 0..len.min(8) {
-            let Some(b) = self.stack.get(&off.wrapping_add(i as i64)) else {
-                origin.get_or_insert(self.stack_origin);
-                continue;
-            };
-            k.bits |= u64::from(b.bits) << (i * 8);
-            k.mask |= u64::from(b.mask) << (i * 8);
-            if b.mask != 0xFF {
-                origin.get_or_insert(b.origin);
-            }
-        }
-        (k, origin.unwrap_or(Origin::BeforeBlock))
-    }
-
-    fn store(&mut self, off: i64, len: usize, v: Known, at: u32) {
-        for i in 0..len.min(8) {
-            self.stack.insert(
-                off.wrapping_add(i as i64),
-                StackByte {
-                    bits: (v.bits >> (i * 8)) as u8,
-                    mask: (v.mask >> (i * 8)) as u8,
-                    origin: Origin::At(at),
-                },
-            );
-        }
-        if len > 8 {
-            self.forget_stack_range(off.wrapping_add(8), len - 8, at);
-        }
-    }
-
-    /// Where a base register points in the stack (as an offset from rsp at
-    /// the block's start): rsp itself, or a copy of it.
+    /// Where a base register points in the stack (as an offset from the
+    /// base): rsp itself, or a copy of it.
     fn stack_base(&self, base: Register) -> Option<i64> {
         match gpr(base)? {
             RSP => self.rsp,
-            n if base.is_gpr64() => self.alias[n],
+            n if base.is_gpr64() || (!self.wide && base.is_gpr32()) => self.alias[n],
             _ => None,
         }
     }
 
-    /// The stack offset (from rsp at the block's start) of a memory operand
-    /// `[base+disp]` with no index, whose base points into the stack.
+    /// The stack offset (from the base) of a memory operand `[base+disp]`
+    /// with no index, whose base points into the stack.
     fn stack_offset(&self, i: &Instruction) -> Option<i64> {
         if i.memory_index() != Register::None {
             return None;
         }
+        let disp = if self.wide {
+            i.memory_displacement64() as i64
+        } else {
+            i64::from(i.memory_displacement32() as i32)
+        };
         self.stack_base(i.memory_base())
-            .map(|b| b.wrapping_add(i.memory_displacement64() as i64))
-    }
-
-    /// The value an operand reads, as far as known.
-    fn operand(&self, i: &Instruction, op: u32) -> Known {
-        match i.op_kind(op) {
-            OpKind::Register => self.read(i.op_register(op)),
-            OpKind::Memory => match self.stack_offset(i) {
-                Some(off) => self.load(off, i.memory_size().size()).0,
-                None => Known::UNKNOWN,
-            },
-            _ => immediate(i, op).map_or(Known::UNKNOWN, Known::constant),
-        }
-    }
-
-    /// Writes an operand (register or stack memory) of `width` bytes; any
-    /// other destination falls back to the generic rule.
-    fn put(&mut self, i: &Instruction, v: Known, info: &mut InstructionInfoFactory) -> Option<()> {
-        let at = i.ip32();
-        match i.op0_kind() {
-            OpKind::Register if gpr(i.op0_register()).is_some() => {
-                self.write(i.op0_register(), v, at);
-                Some(())
-            }
-            OpKind::Memory => match self.stack_offset(i) {
-                Some(off) => {
-                    self.store(off, i.memory_size().size(), v, at);
-                    Some(())
-                }
-                None => {
-                    self.generic(i, info);
-                    Some(())
-                }
-            },
-            _ => None,
-        }
-    }
-
-    /// Steps over one instruction that is not the call being judged.
-    pub fn step(&mut self, i: &Instruction, env: &dyn Env, info: &mut InstructionInfoFactory) {
-        let at = i.ip32();
-        let modeled = match i.mnemonic() {
-            Mnemonic::Nop => Some(()),
-            Mnemonic::Mov if i.op_count() == 2 => self.mov(i, env, info),
-            Mnemonic::Xor | Mnemonic::Sub
-                if i.op_count() == 2
-                    && i.op0_kind() == OpKind::Register
-                    && i.op1_kind() == OpKind::Register
-                    && i.op0_register() == i.op1_register()
-                    && gpr(i.op0_register()).is_some() =>
-            {
-                // The zeroing idioms.
-                self.write(i.op0_register(), Known::constant(0), at);
-                Some(())
-            }
-            Mnemonic::Add | Mnemonic::Sub
-                if i.op_count() == 2
-                    && i.op0_kind() == OpKind::Register
-                    && i.op0_register() == Register::RSP =>
-            {
-                match immediate(i, 1) {
-                    Some(imm) => {
-                        let d = imm as i64;
-                        let delta = if i.mnemonic() == Mnemonic::Add {
-                            Some(d)
-                        } else {
-                            d.checked_neg()
-                        };
-                        match delta {
-                            Some(d) => self.move_rsp(d, at),
-                            None => self.lose_rsp(at),
-                        }
-                    }
-                    None => self.lose_rsp(at),
-                }
-                Some(())
-            }
-            Mnemonic::And | Mnemonic::Or | Mnemonic::Xor | Mnemonic::Add | Mnemonic::Sub
-                if i.op_count() == 2 =>
-            {
-                let width = match i.op0_kind() {
-                    OpKind::Register => i.op0_register().size(),
-                    _ => i.memory_size().size(),
-                };
-                let (a, b) = (self.operand(i, 0), self.operand(i, 1));
-                let r = match i.mnemonic() {
-                    Mnemonic::And => a.and(b),
-                    Mnemonic::Or => a.or(b),
-                    Mnemonic::Xor => a.xor(b),
-                    Mnemonic::Add => a.arith(b, width, u64::wrapping_add),
-                    _ => a.arith(b, width, u64::wrapping_sub),
-                };
-                self.put(i, r, info)
-            }
-            Mnemonic::Lea => self.lea(i, env),
-            Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd
-                if i.op0_kind() == OpKind::Register =>
-            {
-                let src_width = match i.op1_kind() {
-                    OpKind::Register => i.op1_register().size(),
-                    _ => i.memory_size().size(),
-                };
-                let v = self.operand(i, 1);
-                let m = width_mask(src_width);
-                let r = if i.mnemonic() == Mnemonic::Movzx {
-                    Known {
-                        bits: v.bits & m,
-                        mask: (v.mask & m) | !m,
-                    }
-                } else {
-                    match v.value(m) {
-                        Some(x) => {
-                            let shift = 64 - (src_width.clamp(1, 8) * 8) as u32;
-                            Known::constant((((x << shift) as i64) >> shift) as u64)
-                        }
-                        None => Known::UNKNOWN,
-                    }
-                };
-                self.write(i.op0_register(), r, at);
-                Some(())
-            }
-            Mnemonic::Push if i.op_count() == 1 => {
-                let v = self.operand(i, 0);
-                let width = match i.op0_kind() {
-                    OpKind::Register => i.op0_register().size(),
-                    OpKind::Memory => i.memory_size().size(),
-                    // push imm8/imm32 pushes 8 sign-extended bytes.
-                    _ => 8,
-                };
-                self.move_rsp(-(width as i64), at);
-                if let Some(rsp) = self.rsp {
-                    self.store(rsp, width, v, at);
-                }
-                Some(())
-            }
-            Mnemonic::Pop if i.op_count() == 1 && i.op0_kind() == OpKind::Register => {
-                let reg = i.op0_register();
-                let (v, _) = match self.rsp {
-                    Some(rsp) => self.load(rsp, reg.size()),
-                    None => (Known::UNKNOWN, Origin::At(at)),
-                };
-                self.move_rsp(reg.size() as i64, at);
-                if reg != Register::RSP {
-                    self.write(reg, v, at);
-                }
-                Some(())
-            }
-            Mnemonic::Call => {
-                self.after_call(at);
-                Some(())
-            }
-            _ => None,
-        };
-        if modeled.is_none() {
-            self.generic(i, info);
-        }
-    }
-
-    fn mov(
-        &mut self,
-        i: &Instruction,
-        env: &dyn Env,
-        info: &mut InstructionInfoFactory,
-    ) -> Option<()> {
-        let at = i.ip32();
-        if i.op0_kind() == OpKind::Register
-            && i.op1_kind() == OpKind::Memory
-            && i.is_ip_rel_memory_operand()
-            && i.op0_register().is_gpr64()
-        {
-            let slot = u32::try_from(i.ip_rel_memory_address()).ok();
-            if let Some(target) = slot.and_then(|s| env.iat_slot(s)) {
-                let reg = i.op0_register();
-                self.write(reg, Known::UNKNOWN, at);
-                if let Some(n) = gpr(reg) {
-                    self.func[n] = Some(FuncRef {
-                        target,
-                        loaded_at: at,
-                    });
-                }
-                return Some(());
-            }
-        }
-        if i.op0_kind() == OpKind::Register && gpr(i.op0_register()).is_none() {
-            return None;
-        }
-        if i.op1_kind() == OpKind::Register && gpr(i.op1_register()).is_none() {
-            return None;
-        }
-        let v = self.operand(i, 1);
-        let (func, alias) = match i.op1_kind() {
-            OpKind::Register if i.op1_register().is_gpr64() => (
-                self.func(i.op1_register()),
-                self.stack_base(i.op1_register()),
-            ),
-            _ => (None, None),
-        };
-        self.put(i, v, info)?;
-        // An unknown value copied from another register comes from where
-        // that one came from: the reason points at the load, not the copy.
-        if i.op0_kind() == OpKind::Register
-            && i.op1_kind() == OpKind::Register
-            && let (Some(d), Some(s)) = (gpr(i.op0_register()), gpr(i.op1_register()))
-            && v.value(width_mask(i.op1_register().size())).is_none()
-        {
-            self.origin[d] = self.origin[s];
-        }
-        // A pointer to a hooked API, or into the stack, copied to another
-        // register stays one.
-        if i.op0_kind() == OpKind::Register
-            && i.op0_register().is_gpr64()
-            && let Some(n) = gpr(i.op0_register())
-        {
-            self.func[n] = func;
-            if n != RSP {
-                self.alias[n] = alias;
-            }
-        }
-        Some(())
-    }
-
-    fn lea(&mut self, i: &Instruction, env: &dyn Env) -> Option<()> {
-        let at = i.ip32();
-        let dest = i.op0_register();
-        gpr(dest)?;
-        if i.is_ip_rel_memory_operand() {
-            let addr = u32::try_from(i.ip_rel_memory_address()).ok();
-            // The address of code or data is not a constant: the image is
-            // relocated. Only a thunk's address is kept, as a call target.
-            self.write(dest, Known::UNKNOWN, at);
-            if let (Some(n), Some(target)) = (gpr(dest), addr.and_then(|a| env.thunk(a)))
-                && dest.is_gpr64()
-            {
-                self.func[n] = Some(FuncRef {
-                    target,
-                    loaded_at: at,
-                });
-            }
-            return Some(());
-        }
-        if i.memory_index() == Register::None
-            && dest.is_gpr64()
-            && let Some(base) = self.stack_base(i.memory_base())
-        {
-            // lea rbp, [rsp+20h]: a pointer into the stack.
-            self.write(dest, Known::UNKNOWN, at);
-            if let Some(n) = gpr(dest).filter(|&n| n != RSP) {
-                self.alias[n] = Some(base.wrapping_add(i.memory_displacement64() as i64));
-            }
-            return Some(());
-        }
-        let part = |reg: Register| -> Option<u64> {
-            match reg {
-                Register::None => Some(0),
-                r if gpr(r) == Some(RSP) => None,
-                r => self.read(r).value(width_mask(r.size())),
-            }
-        };
-        let v = match (part(i.memory_base()), part(i.memory_index())) {
-            (Some(base), Some(index)) => Known::constant(
-                base.wrapping_add(index.wrapping_mul(u64::from(i.memory_index_scale())))
-                    .wrapping_add(i.memory_displacement64()),
-            ),
-            _ => Known::UNKNOWN,
-        };
-        self.write(dest, v, at);
-        Some(())
-    }
-
-    /// After a call returns: the volatile registers and the callee's stack
-    /// area are unknown; the non-volatile registers and rsp are as before.
-    pub fn after_call(&mut self, at: u32) {
-        for n in VOLATILE {
-            self.forget_reg(n, Origin::Call(at));
-        }
-        self.forget_stack(Origin::Call(at));
-    }
-
-    /// Forgets whatever an unmodeled instruction writes.
-    fn generic(&mut self, i: &Instruction, info: &mut InstructionInfoFactory) {
-        let at = i.ip32();
-        let info = info.info(i);
-        for r in info.used_registers() {
-            if writes(r.access())
-                && let Some(n) = gpr(r.register())
-            {
-                if n == RSP {
-                    // push/pop-like instructions move rsp by a known amount.
-                    if i.is_stack_instruction() && i.stack_pointer_increment() != 0 {
-                        self.move_rsp(i64::from(i.stack_pointer_increment()), at);
-                        self.forget_stack(Origin::At(at));
-                    } else {
-                        self.lose_rsp(at);
-                    }
-                } else {
-                    self.forget_reg(n, Origin::At(at));
-                }
-            }
-        }
-        for m in info.used_memory() {
-            if !writes(m.access()) {
-                continue;
-            }
-            let base = gpr(m.base());
-            let size = m.memory_size().size();
-            match (self.stack_base(m.base()), m.index()) {
-                (Some(b), Register::None) if size > 0 => {
-                    let off = b.wrapping_add(m.displacement() as i64);
-                    self.forget_stack_range(off, size, at);
-                }
-                _ if base == Some(RSP)
-                    || base == Some(RBP)
-                    || self.stack_base(m.base()).is_some() =>
-                {
-                    self.forget_stack(Origin::At(at))
-                }
-                _ => {}
-            }
-        }
+            .map(|b| b.wrapping_add(disp))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iced_x86::{Decoder, DecoderOptions};
+    use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory};
 
     struct NoEnv;
     impl Env for NoEnv {
@@ -741,10 +452,13 @@ mod tests {
         fn thunk(&self, _: u32) -> Option<usize> {
             None
         }
+        fn image_base(&self) -> u64 {
+            0x1_4000_0000
+        }
     }
 
     fn run(code: &[u8]) -> State {
-        let mut s = State::new();
+        let mut s = State::new(true);
         let mut info = InstructionInfoFactory::new();
         let mut d = Decoder::with_ip(64, code, 0x1000, DecoderOptions::NONE);
         for i in &mut d {
@@ -755,21 +469,6 @@ mod tests {
 
     const RCX: usize = 1;
     const RDX: usize = 2;
-
-    #[test]
-    fn known_bit_algebra() {
-        let u = Known::UNKNOWN;
-        assert_eq!(u.and(Known::constant(0)).value(!0), Some(0));
-        assert_eq!(u.or(Known::constant(!0)).value(!0), Some(!0));
-        let part = u.or(Known::constant(0x200));
-        assert_eq!(part.value(0x200), Some(0x200));
-        assert_eq!(part.value(0xFFFF_FFFF), None);
-        assert_eq!(
-            Known::constant(5).arith(Known::constant(3), 4, u64::wrapping_sub),
-            Known::constant(2)
-        );
-        assert_eq!(part.arith(Known::constant(1), 4, u64::wrapping_add), u);
-    }
 
     #[test]
     fn mov_xor_and_or() {

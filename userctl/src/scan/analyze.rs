@@ -115,19 +115,7 @@ pub struct Finding {
     pub location: SourceLocation,
 }
 
-/// A function and source line, from a PDB.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct SourceLocation {
-    /// The function.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
-    /// The source file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The line.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
-}
+pub use crate::symbols::SourceLocation;
 
 /// Machine names as `dumpbin` prints them.
 pub fn machine_name(machine: u16) -> String {

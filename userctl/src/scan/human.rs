@@ -21,18 +21,13 @@ pub fn write_reports(out: &mut dyn Write, reports: &[FileReport]) -> io::Result<
     write_reports_with(out, reports, false)
 }
 
-/// ` at function (file:line)`, or nothing without symbols.
+/// `  at function (file:line)`, or nothing without symbols.
 fn located(loc: &SourceLocation) -> String {
-    let place = match (&loc.file, loc.line) {
-        (Some(f), Some(l)) => Some(format!("{f}:{l}")),
-        (Some(f), None) => Some(f.clone()),
-        _ => None,
-    };
-    match (&loc.function, place) {
-        (Some(func), Some(p)) => format!("  at {func} ({p})"),
-        (Some(func), None) => format!("  at {func}"),
-        (None, Some(p)) => format!("  at {p}"),
-        (None, None) => String::new(),
+    let place = loc.describe();
+    if place.is_empty() {
+        place
+    } else {
+        format!("  at {place}")
     }
 }
 
@@ -47,13 +42,11 @@ fn write_site(out: &mut dyn Write, s: &PredictedSite) -> io::Result<()> {
     let value = match (s.value, &s.value_name, &s.reason) {
         (Some(v), Some(name), _) => format!("{} {v:#x} ({name})", s.argument),
         (Some(v), None, _) => format!("{} {v:#x}", s.argument),
-        (None, _, Some(why)) => format!("{} unknown: {why}", s.argument),
+        (None, _, Some(why)) if s.verdict == Verdict::Unknown => {
+            format!("{} unknown: {why}", s.argument)
+        }
+        (None, _, Some(why)) => format!("{} not one constant: {why}", s.argument),
         (None, _, None) => format!("{} unknown", s.argument),
-    };
-    let loc = SourceLocation {
-        function: s.function.clone(),
-        file: s.file.clone(),
-        line: s.line,
     };
     let via = match s.via {
         crate::predict::Via::Iat => "iat",
@@ -69,7 +62,7 @@ fn write_site(out: &mut dyn Write, s: &PredictedSite) -> io::Result<()> {
         via,
         s.rva,
         s.api,
-        located(&loc)
+        located(&s.location)
     )
 }
 
@@ -131,7 +124,7 @@ pub fn write_reports_with(
         } else if !r.hooked_imports.is_empty() {
             writeln!(
                 out,
-                "  call sites not predicted: only x64 (AMD64) code is decoded"
+                "  call sites not predicted: only x64, x86 and ARM64 code is decoded"
             )?;
         }
         if let Some(pdb) = &r.pdb {

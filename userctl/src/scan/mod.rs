@@ -71,10 +71,7 @@ fn symbolize(report: &mut FileReport, path: &Path, data: &[u8], options: &Option
     };
     report.pdb = Some(found.path.display().to_string());
     for site in report.predicted.iter_mut().flatten() {
-        let loc = found.lookup(site.rva);
-        site.function = loc.function;
-        site.file = loc.file;
-        site.line = loc.line;
+        site.location = found.lookup(site.rva);
         // The address in an unknown site's reason gets its line too.
         if let (Some(rva), Some(reason)) = (site.reason_rva, site.reason.as_mut())
             && let (Some(file), Some(line)) = (found.lookup(rva).file, found.lookup(rva).line)
@@ -88,11 +85,7 @@ fn symbolize(report: &mut FileReport, path: &Path, data: &[u8], options: &Option
     for f in report.findings.iter_mut().filter(|f| f.code == "relocs") {
         let loc = found.lookup(f.rva);
         if loc.function.is_some() {
-            f.location = analyze::SourceLocation {
-                function: loc.function,
-                file: loc.file,
-                line: loc.line,
-            };
+            f.location = loc;
         }
     }
 }

@@ -125,7 +125,12 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
     let value = match (s.value, &s.value_name) {
         (Some(v), Some(n)) => format!("{v:#x} ({n})"),
         (Some(v), None) => format!("{v:#x}"),
-        _ => "?".into(),
+        // Decided by known bits, the driver's globals or a wrapper's
+        // callers: the reason says how.
+        _ => match &s.reason {
+            Some(r) => format!("that is not one constant ({r})"),
+            None => "?".into(),
+        },
     };
     let message = format!(
         "{} is called with {} {value}: {}. {}",
@@ -142,7 +147,7 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
             "address": { "relativeAddress": s.rva, "kind": "instruction" }
         }
     });
-    let mut location = match (&s.file, s.line) {
+    let mut location = match (&s.location.file, s.location.line) {
         (Some(file), Some(line)) if line > 0 => json!({
             "physicalLocation": {
                 "artifactLocation": { "uri": source_uri(file) },
@@ -151,7 +156,7 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
         }),
         _ => binary.clone(),
     };
-    if let Some(f) = &s.function {
+    if let Some(f) = &s.location.function {
         location["logicalLocations"] = json!([{ "name": f, "kind": "function" }]);
     }
     let mut result = json!({
@@ -168,7 +173,7 @@ fn site_result(r: &FileReport, index: usize, s: &PredictedSite) -> Value {
             "predicted": true
         }
     });
-    if s.file.is_some() {
+    if s.location.file.is_some() {
         // The call in the image, beside its source line.
         let mut related = binary;
         related["id"] = json!(1);
