@@ -36,6 +36,10 @@ pub struct FileReport {
     /// The image imports MmGetSystemRoutineAddress: civ answers its lookups
     /// of checked APIs with its own entries, so those calls are checked too.
     pub dynamic_lookup: bool,
+    /// The image has import-control-transfer dynamic relocations (import
+    /// call optimization): the kernel may bind its `call [IAT]` sites
+    /// directly, so an IAT hook (civ.sys's) does not see those calls.
+    pub import_call_optimization: bool,
     /// Why the file could not be scanned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -66,6 +70,7 @@ impl FileReport {
             findings: Vec::new(),
             hooked_imports: Vec::new(),
             dynamic_lookup: false,
+            import_call_optimization: false,
             error: None,
             predicted: None,
             pdb: None,
@@ -245,6 +250,7 @@ fn fill(report: &mut FileReport, data: &[u8]) -> Result<(), civ_engine::pe::PeEr
         None => dynamic_lookup = true,
     })?;
     report.dynamic_lookup = dynamic_lookup;
+    report.import_call_optimization = civ_engine::dvrt::has_import_call_transfers(&pe)?;
     hooked.sort();
     hooked.dedup();
     report.hooked_imports = hooked;

@@ -146,6 +146,13 @@ pub fn write_reports_with(
                 "  resolves routines with MmGetSystemRoutineAddress: civ answers lookups of checked APIs"
             )?;
         }
+        if r.import_call_optimization {
+            writeln!(
+                out,
+                "  import call optimization: the kernel may bind its calls of imports directly, past the IAT, \
+                 so civ.sys does not see them; verify a build without /guard:retpoline or import call optimization"
+            )?;
+        }
     }
     Ok(())
 }

@@ -207,7 +207,7 @@ pub fn write(out: &mut dyn Write, reports: &[FileReport], errors: &[PathError]) 
         artifacts.push(json!({
             "location": { "uri": uri(&r.path) },
             "hashes": { "sha-256": r.sha256 },
-            "properties": { "machine": r.machine, "format": r.format, "hookedImports": r.hooked_imports, "dynamicLookup": r.dynamic_lookup }
+            "properties": { "machine": r.machine, "format": r.format, "hookedImports": r.hooked_imports, "dynamicLookup": r.dynamic_lookup, "importCallOptimization": r.import_call_optimization }
         }));
         for f in &r.findings {
             let rule_index = Counter::ALL
