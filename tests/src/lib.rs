@@ -338,6 +338,24 @@ pub const WINE_APIS: [&str; 8] = [
     "MmGetSystemRoutineAddress",
 ];
 
+/// The catalog APIs Debian 13's Wine 10 implements ([`wine::Loader::Wine10`]),
+/// each called by a `call_<API>.sys` fixture: Wine 8's and ExAllocatePool2.
+/// Wine 10 still lacks ExAllocatePool3, ExInitializeLookasideListEx,
+/// MmMapIoSpaceEx and MmAllocateContiguousNodeMemory, and still stubs out
+/// ExAllocatePoolWithTagPriority and MmMapLockedPages (tests/tests/wine10_rows.rs
+/// reads this from the loader's ntoskrnl.exe).
+pub const WINE10_APIS: [&str; 9] = [
+    "ExAllocatePool",
+    "ExAllocatePoolWithTag",
+    "ExAllocatePoolWithQuota",
+    "ExAllocatePoolWithQuotaTag",
+    "ExAllocatePool2",
+    "ExInitializeNPagedLookasideList",
+    "MmProtectMdlSystemAddress",
+    "MmMapLockedPagesSpecifyCache",
+    "MmGetSystemRoutineAddress",
+];
+
 /// A target driver that calls `api` from DriverEntry with an NX argument,
 /// then an executable one (tests/fixtures/rust/target_call.rs).
 pub fn call_fixture(api: &str) -> PathBuf {
