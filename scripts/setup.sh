@@ -30,7 +30,7 @@ command -v wine >/dev/null || need+=(wine64 wine)
 command -v wineboot >/dev/null || need+=(wine64 wine)
 # Debian 13's Wine 10 (more of the catalog's APIs) runs in a chroot that
 # scripts/wine10.sh makes with debootstrap.
-command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || need+=(debootstrap)
 # civctl audit's tests: hivexsh writes the offline SYSTEM hives; osslsigncode
 # and openssl check the Authenticode hashes and certificates independently.
 command -v hivexsh >/dev/null || need+=(libhivex-bin)

@@ -12,6 +12,8 @@
 # `exec` enters a private mount namespace (unshare), so its mounts (/proc,
 # /dev, DIR) vanish with the last process in it: nothing is left mounted.
 set -euo pipefail
+# debootstrap and chroot live in sbin, which a CI shell's PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 cache=${CIV_WINE10:-$HOME/.cache/civ-wine10}
 mirror=${CIV_DEBIAN_MIRROR:-http://deb.debian.org/debian}
