@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what civ's build and tests need on a fresh Debian machine with
-# rustup: the Windows targets, C toolchains, Wine, and the test data (real
-# driver corpus, SARIF schema). Idempotent: each step is skipped when done.
+# rustup: the Windows targets, C toolchains, Wine (the host's, and Debian
+# 13's Wine 10 in a chroot), and the test data (real driver corpus, SARIF
+# schema). Idempotent: each step is skipped when done.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -27,6 +28,9 @@ command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
 # Wine (Debian's 8.0) runs civ.sys and the fixture drivers end to end.
 command -v wine >/dev/null || need+=(wine64 wine)
 command -v wineboot >/dev/null || need+=(wine64 wine)
+# Debian 13's Wine 10 (more of the catalog's APIs) runs in a chroot that
+# scripts/wine10.sh makes with debootstrap.
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || need+=(debootstrap)
 # civctl audit's tests: hivexsh writes the offline SYSTEM hives; osslsigncode
 # and openssl check the Authenticode hashes and certificates independently.
 command -v hivexsh >/dev/null || need+=(libhivex-bin)
@@ -39,3 +43,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 "$root/scripts/fetch-test-data.sh"
+
+# The Wine 10 chroot, cached in ~/.cache/civ-wine10 (a few minutes the first
+# time, then instant). It needs root; without it tests/tests/wine10_rows.rs
+# fails and says why, and the other tests still run.
+if [ "$(id -u)" -eq 0 ]; then
+  "$root/scripts/wine10.sh" >/dev/null ||
+    echo "setup.sh: warning: no Wine 10 chroot (above); tests/tests/wine10_rows.rs will fail" >&2
+else
+  echo "setup.sh: warning: not root, so no Wine 10 chroot; tests/tests/wine10_rows.rs will fail" >&2
+fi

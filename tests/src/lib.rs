@@ -422,6 +422,20 @@ pub const WINE_APIS: [&str; 8] = [
     "MmGetSystemRoutineAddress",
 ];
 
+/// The catalog APIs Debian 13's Wine 10 implements beyond Wine 8's
+/// [`WINE_APIS`], each called by a `call_<API>.sys` fixture. Wine 10 still
+/// lacks ExAllocatePool3, ExInitializeLookasideListEx, MmMapIoSpaceEx and
+/// MmAllocateContiguousNodeMemory, and still stubs out
+/// ExAllocatePoolWithTagPriority and MmMapLockedPages
+/// (tests/tests/wine10_rows.rs reads this from its ntoskrnl.exe).
+pub const WINE10_NEW_APIS: [&str; 1] = ["ExAllocatePool2"];
+
+/// Every catalog API Wine 10 ([`wine::Loader::Wine10`]) implements: Wine 8's
+/// and [`WINE10_NEW_APIS`].
+pub fn wine10_apis() -> Vec<&'static str> {
+    WINE_APIS.iter().chain(&WINE10_NEW_APIS).copied().collect()
+}
+
 /// A target driver that calls `api` from DriverEntry with an NX argument,
 /// then an executable one (tests/fixtures/rust/target_call.rs).
 pub fn call_fixture(api: &str) -> PathBuf {
