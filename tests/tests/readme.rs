@@ -1,8 +1,9 @@
-//! The README's tour runs as shown: every `$ command` of its ```console
-//! blocks, in order and in one shell from the repository's root, exits as
+//! The README's Linux examples run as shown: every `$ command` of its
+//! ```console blocks (the tour first, which fetches the corpus and builds
+//! civctl), in order and in one shell from the repository's root, exits as
 //! the block says (0 unless the line ends `# exits N: ...`), and every line
 //! the block shows under a command (but those with `...`) is in what it
-//! printed. The tour fetches the corpus and builds civctl itself.
+//! printed. Windows examples are in other blocks.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,17 +16,11 @@ struct Step {
     shown: Vec<String>,
 }
 
-/// The steps of the console blocks between `## A five-minute tour` and the
-/// next `## ` heading.
-fn tour(readme: &str) -> Vec<Step> {
-    let start = readme
-        .find("\n## A five-minute tour")
-        .expect("a tour section");
-    let rest = &readme[start + 1..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+/// The steps of the README's console blocks, in order.
+fn examples(readme: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     let mut in_console = false;
-    for line in rest[..end].lines() {
+    for line in readme.lines() {
         match line.trim_end() {
             "```console" => in_console = true,
             "```" if in_console => in_console = false,
@@ -63,22 +58,23 @@ fn tour(readme: &str) -> Vec<Step> {
 }
 
 #[test]
-fn the_tour_reads_as_a_list_of_commands() {
-    let steps = tour(
-        "# x\n## A five-minute tour\n```console\n$ a b   # exits 1: why\nout 1\n  ...\n$ c\n```\ntext\n```sh\n$ not this\n```\n## Next\n```console\n$ nor this\n```\n",
+fn the_examples_read_as_a_list_of_commands() {
+    let steps = examples(
+        "# x\n## A five-minute tour\n```console\n$ a b   # exits 1: why\nout 1\n  ...\n$ c\n```\ntext\n```sh\n$ not this\n```\n## Next\n```console\n$ d\n```\n```bat\n$ nor this\n```\n",
     );
-    assert_eq!(steps.len(), 2);
+    assert_eq!(steps.len(), 3);
     assert_eq!((steps[0].command.as_str(), steps[0].exit), ("a b", 1));
     assert_eq!(steps[0].shown, ["out 1"]);
     assert_eq!((steps[1].command.as_str(), steps[1].exit), ("c", 0));
+    assert_eq!(steps[2].command, "d");
 }
 
 #[test]
-fn the_readme_tour_runs_as_shown() {
+fn the_readme_examples_run_as_shown() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let steps = tour(&readme);
-    assert!(steps.len() >= 6, "the tour has its commands: {steps:?}");
+    let steps = examples(&readme);
+    assert!(steps.len() >= 7, "the README has its examples: {steps:?}");
     // One shell for the whole tour (an `export` carries over); each
     // command's output and status between markers.
     let mut script = String::from("set +e\n");
