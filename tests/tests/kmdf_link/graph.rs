@@ -119,6 +119,7 @@ pub fn write_workspace(dir: &Path, km: &Path, kmdf: &Path) -> Result<PathBuf, St
             "//! Written by tests/tests/kmdf_build.rs: civ's shared modules and a\n\
              //! stand-in for its KMDF shell.\n\
              #![no_std]\n\n\
+             extern crate alloc;\n\n\
              #[path = \"{nt}\"]\npub mod nt;\n\n\
              #[path = \"{civ}\"]\npub mod civ;\n\n\
              #[path = \"{shell}\"]\nmod shell;\n\n\
