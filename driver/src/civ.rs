@@ -5,8 +5,11 @@
 //! Lifetime: civ may unload only while nothing of it is in any target. The
 //! first IAT slot it rewrites (or the first routine lookup it answers with
 //! its own entry) pins it: a reference on its own driver object keeps the
-//! image mapped until reboot, and its unload routine is withdrawn, so `sc
-//! stop` is refused. Driver Verifier, too, needs a reboot to stop.
+//! image mapped until reboot, whatever becomes of the driver object. The
+//! unload routine is never withdrawn (the I/O manager may already have
+//! decided to call it, and would then call NULL): an unload of a pinned civ
+//! stops checking new loads, turns bug checks into log entries, and leaves
+//! every hook in place. Driver Verifier, too, needs a reboot to stop.
 
 use crate::log;
 use crate::nt::{self, modules, notify, patch::KernelSlots, registry, stack, time};
@@ -22,9 +25,9 @@ use civ_engine::scope::{self, Decision, Image, signing_level_name};
 use civ_engine::serve;
 use civ_engine::settings::{Action, Match};
 use civ_engine::sync::SpinLock;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
-use windows_sys::Wdk::System::SystemServices::ObfReferenceObject;
+use windows_sys::Wdk::System::SystemServices::{ObfDereferenceObject, ObfReferenceObject};
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 
 static OPS: KernelOps = KernelOps {
@@ -32,12 +35,26 @@ static OPS: KernelOps = KernelOps {
     now: time::now,
     report,
     pin,
+    unpin,
     capture_stack: stack::capture,
 };
 
+/// Set while a first hit is being printed: a DbgPrint callback that itself
+/// makes a checked call must not print again inside the print.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
 /// The first hit of a violation site, printed as it happens (any IRQL up
-/// to DISPATCH_LEVEL: DbgPrintEx and the log's atomics only).
+/// to DISPATCH_LEVEL: DbgPrintEx and the log's atomics only), when the
+/// target's stack has room for it.
 unsafe extern "system" fn report(e: &Event) {
+    if !stack::may_walk() || REPORTING.swap(true, Ordering::Acquire) {
+        return;
+    }
+    print_violation(e);
+    REPORTING.store(false, Ordering::Release);
+}
+
+fn print_violation(e: &Event) {
     let api = CATALOG.get(usize::from(e.api)).map_or("?", |h| h.name);
     let code = e.counter.tag();
     match LOG.targets().find(|t| t.index == e.target) {
@@ -78,23 +95,32 @@ pub unsafe fn set_driver_object(driver: *mut DRIVER_OBJECT) {
     }
 }
 
-/// The engine's `pin`: a target now holds a pointer into civ. A reference
-/// on civ's driver object keeps the image mapped even if an unload already
-/// under way completes, and the unload routine is withdrawn so `sc stop` /
-/// `net stop` are refused from now on. Both last until reboot.
+/// The engine's `pin`, before a target first holds a pointer into civ: a
+/// reference on civ's driver object, never dropped, keeps the image mapped
+/// until reboot even after an unload (the image goes with the driver
+/// object's last reference).
 unsafe extern "system" fn pin() {
     let driver = DRIVER.load(Ordering::Acquire);
-    // SAFETY: our own driver object, valid while the driver is loaded. The
-    // reference is never dropped: the image stays mapped until reboot. The
-    // I/O manager reads DriverUnload only when asked to unload.
-    if let Some(d) = unsafe { driver.as_mut() } {
-        unsafe { ObfReferenceObject(core::ptr::from_mut(d).cast()) };
-        d.DriverUnload = None;
+    if !driver.is_null() {
+        // SAFETY: our own driver object, valid while the driver is loaded.
+        unsafe { ObfReferenceObject(driver.cast()) };
     }
     log!(
-        "civ now sits in a driver's calls: it stays loaded until reboot (sc stop is refused; civctl disable and a reboot remove it)"
+        "civ now sits in a driver's calls: it stays in memory until reboot (civctl disable and a reboot remove it)"
     );
 }
+
+/// The engine's `unpin`: a pin that lost its race gives its reference back.
+unsafe extern "system" fn unpin() {
+    let driver = DRIVER.load(Ordering::Acquire);
+    if !driver.is_null() {
+        // SAFETY: the reference `pin` took on our driver object.
+        unsafe { ObfDereferenceObject(driver.cast()) };
+    }
+}
+
+/// Memory integrity is on: civ writes into no driver that loaded before it.
+static HVCI: AtomicBool = AtomicBool::new(false);
 
 /// The section name a 0x2003–0x2005 bug check points at: it must stay
 /// valid after the loader's view of the image is gone.
@@ -144,6 +170,13 @@ pub fn prepare() {
 /// before the control device takes requests. Returns whether the
 /// notification is registered.
 pub fn start(registry_path: &UNICODE_STRING) -> bool {
+    if nt::ffi::safe_boot() {
+        // The way out of a boot that civ stops: Safe Mode, then civctl disable.
+        log!("Safe Mode: civ checks nothing (civctl disable turns it off for good)");
+        return false;
+    }
+    let hvci = nt::ci::hvci_enabled();
+    HVCI.store(hvci == Some(true), Ordering::Relaxed);
     registry::load_settings(registry_path);
     let (level, targets, action, notes) =
         runtime::with_settings(|s| (s.level, s.targets().count(), s.action, s.notes));
@@ -202,9 +235,9 @@ fn hook_loaded() {
                 return;
             }
         };
-        if !modules::fully_mapped(m.base, m.size) {
+        if HVCI.load(Ordering::Relaxed) {
             log!(
-                "{shown}: loaded before civ and not fully mapped (discarded INIT?): not hooked; start civ earlier (boot start)"
+                "{shown}: loaded before civ, and memory integrity is on (the hypervisor may keep its pages read-only): not hooked; start civ at boot to verify it"
             );
             return;
         }
@@ -212,14 +245,35 @@ fn hook_loaded() {
             late: true,
             named: how == Match::Named,
         };
-        attach_image(
-            m.file_name,
-            core::ptr::null(),
-            m.base,
-            u64::from(m.size),
-            None,
-            origin,
-        );
+        let size = usize::try_from(m.size).unwrap_or(0);
+        // A late image may be changing (its INIT freed, an unload): read a
+        // copy, which MmCopyMemory makes without faulting on a gone page.
+        let mut copy = Vec::new();
+        if copy.try_reserve_exact(size).is_err() {
+            log!("{shown}: no memory to read it: not hooked");
+            return;
+        }
+        copy.resize(size, 0u8);
+        let whole = match nt::ffi::mm_copy_memory(&mut copy, m.base) {
+            Some(copied) => copied == size,
+            // No MmCopyMemory (Wine): read in place once every page is
+            // found mapped.
+            None if modules::fully_mapped(m.base, m.size) => {
+                // SAFETY: every page of the image is mapped (just checked).
+                let live =
+                    unsafe { core::slice::from_raw_parts(m.base as usize as *const u8, size) };
+                copy.copy_from_slice(live);
+                true
+            }
+            None => false,
+        };
+        if !whole {
+            log!(
+                "{shown}: loaded before civ and not fully mapped (discarded INIT?): not hooked; start civ earlier (boot start)"
+            );
+            return;
+        }
+        attach_image(m.file_name, &copy, core::ptr::null(), m.base, None, origin);
     });
     if let Err(e) = result {
         log!("cannot list the loaded modules ({e:?}): targets loaded before civ are not hooked");
@@ -259,34 +313,46 @@ pub unsafe fn image_loaded(name: *const UNICODE_STRING, base: u64, size: u64, si
         late: false,
         named: how == Match::Named,
     };
-    attach_image(file, name, base, size, Some(signature_level), origin);
+    let shown = core::str::from_utf8(file).unwrap_or("?");
+    let Ok(size32) = u32::try_from(size) else {
+        log!("{shown}: no image to check (size {size:#x})");
+        return;
+    };
+    // Every page the checks may read (the relocations and the DVRT too):
+    // an unmapped one would be a fault no handler catches.
+    if !modules::fully_mapped(base, size32) {
+        log!("{shown}: not every page is resident at load: not checked, not hooked");
+        return;
+    }
+    // SAFETY: the loader mapped `size` bytes at `base`, every page found
+    // resident, and the target has not run yet: nothing writes the image
+    // while this view lives (slot writes come after attach_image reads).
+    let image = unsafe { core::slice::from_raw_parts(base as usize as *const u8, size as usize) };
+    attach_image(file, image, name, base, Some(signature_level), origin);
 }
 
+/// Checks and hooks one target. `image` is the mapped image (or a copy of
+/// it) loaded at `base`; `name` its UNICODE_STRING for a bug check (null
+/// for a late image).
 fn attach_image(
     file_name: &[u8],
+    image: &[u8],
     name: *const UNICODE_STRING,
     base: u64,
-    size: u64,
     signature_level: Option<u8>,
     origin: Origin,
 ) {
     let shown = core::str::from_utf8(file_name).unwrap_or("?");
-    if base == 0 || size == 0 || size > u64::from(u32::MAX) {
+    let size = image.len();
+    if base == 0 || size == 0 {
         log!("{shown}: no image to check (base {base:#x}, size {size:#x})");
         return;
     }
     let action = runtime::action();
     let mut plan = Plan::EMPTY;
-    let inspection = {
-        // SAFETY: the loader mapped `size` bytes at `base` (or every page was
-        // found mapped, for a late image), and nobody writes the image
-        // while this view lives: slot writes happen after it is dropped.
-        let image =
-            unsafe { core::slice::from_raw_parts(base as usize as *const u8, size as usize) };
-        // SAFETY: `now` is always safe to call.
-        let now = unsafe { time::now() };
-        attach::inspect(image, base, file_name, origin, action, now, &mut plan)
-    };
+    // SAFETY: `now` is always safe to call.
+    let now = unsafe { time::now() };
+    let inspection = attach::inspect(image, base, file_name, origin, action, now, &mut plan);
     let inspection = match inspection {
         Ok(i) => i,
         Err(InspectError::Pe(e)) => {
@@ -427,8 +493,11 @@ pub fn stop() -> bool {
             true
         }
         Stop::Pinned => {
+            // The hooks stay; with nobody left to read civ's log, a
+            // violation no longer stops the machine.
+            runtime::set_action(Action::Log);
             log!(
-                "stopping, but drivers call into civ: every hook stays, and civ stays in memory until reboot"
+                "stopping, but drivers call into civ: every hook stays (recording, no more bug checks), and civ stays in memory until reboot; it starts again only after a reboot"
             );
             false
         }

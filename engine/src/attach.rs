@@ -47,7 +47,8 @@ pub struct Inspection {
     pub load: u16,
     /// How many image findings were recorded.
     pub findings: u32,
-    /// The first finding that calls for a bug check, in bug-check mode.
+    /// The first finding that calls for a bug check, in bug-check mode
+    /// (0x2003 on INIT never does: it is only recorded).
     pub bug_check: Option<ImageBugCheck>,
     /// The image has import-control-transfer dynamic relocations: the
     /// kernel may bind its IAT calls directly, unseen by civ.
@@ -135,8 +136,14 @@ pub fn inspect(
             },
             now,
         );
+        // 0x2003 on the discardable INIT section (old linkers; Windows 10+
+        // maps it read-only) is recorded, never a bug check: whether DV
+        // stops for it is not known, and a boot-start driver would stop
+        // every boot.
+        let init = matches!(f.detail, image::Detail::WriteExecute { init: true });
         if action == Action::BugCheck
             && bug_check.is_none()
+            && !init
             && let Some(code) = f.counter.code()
         {
             let mut section_name = [0u8; 9];

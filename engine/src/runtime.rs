@@ -39,12 +39,14 @@ pub struct KernelOps {
     /// DISPATCH_LEVEL), in both actions, before any bug check: the driver
     /// prints it, so a debugger shows every site as it is found.
     pub report: unsafe extern "system" fn(&Event),
-    /// Called once, at PASSIVE_LEVEL, the first time civ puts a pointer to
-    /// itself into a target (an IAT slot, or an answer of
-    /// MmGetSystemRoutineAddress): no restore could take every such pointer
-    /// back, so the driver must keep its image mapped until reboot (a
-    /// reference on its driver object) and withdraw its unload routine.
+    /// Called at PASSIVE_LEVEL before civ first puts a pointer to itself
+    /// into a target (an IAT slot, or an answer of MmGetSystemRoutineAddress):
+    /// no restore could take every such pointer back, so the driver keeps
+    /// its image mapped until reboot (a reference on its driver object).
     pub pin: unsafe extern "system" fn(),
+    /// Undoes a `pin` whose pinning lost the race (another thread pinned
+    /// first, or civ began to unload): drops the reference it took.
+    pub unpin: unsafe extern "system" fn(),
     /// Fills up to `max` return addresses of the current call stack into
     /// `frames`, starting at the call into the hooked API (civ's own frames
     /// left out), and returns how many; at a site's first hit, at any IRQL
@@ -72,18 +74,26 @@ impl Lifetime {
         Lifetime(AtomicU32::new(RUNNING))
     }
 
-    /// Pins before a pointer to civ goes into a target; `first` runs once,
-    /// on the transition. False when civ is stopping: write nothing then.
-    pub fn pin(&self, first: impl FnOnce()) -> bool {
+    /// Pins before a pointer to civ goes into a target. The first time,
+    /// `hold` runs before the state says pinned (an unload that sees
+    /// "pinned" finds the image already held), and `release` undoes it if
+    /// the transition is lost. False when civ is stopping: write nothing.
+    pub fn pin(&self, hold: impl FnOnce(), release: impl FnOnce()) -> bool {
+        match self.0.load(Ordering::Acquire) {
+            PINNED => return true,
+            STOPPING => return false,
+            _ => {}
+        }
+        hold();
         match self
             .0
             .compare_exchange(RUNNING, PINNED, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => {
-                first();
-                true
+            Ok(_) => true,
+            Err(state) => {
+                release();
+                state == PINNED
             }
-            Err(state) => state == PINNED,
         }
     }
 
@@ -116,15 +126,24 @@ static LIFE: Lifetime = Lifetime::new();
 /// the first time, the driver's `pin` keeps the image mapped for good.
 /// Returns false, and civ must write nothing, when civ is being unloaded.
 pub fn pin() -> bool {
-    LIFE.pin(|| {
-        let ops = OPS.load(Ordering::Acquire);
-        // SAFETY: OPS is null or a `&'static KernelOps`.
-        if let Some(ops) = unsafe { ops.as_ref() } {
-            // SAFETY: the driver's pin callback, at PASSIVE_LEVEL (image
-            // load notifications and MmGetSystemRoutineAddress run there).
-            unsafe { (ops.pin)() };
-        }
-    })
+    let ops = OPS.load(Ordering::Acquire);
+    // SAFETY: OPS is null or a `&'static KernelOps`.
+    let ops = unsafe { ops.as_ref() };
+    LIFE.pin(
+        || {
+            if let Some(ops) = ops {
+                // SAFETY: the driver's pin callback, at PASSIVE_LEVEL (image
+                // load notifications and MmGetSystemRoutineAddress run there).
+                unsafe { (ops.pin)() };
+            }
+        },
+        || {
+            if let Some(ops) = ops {
+                // SAFETY: undoing the pin callback just made.
+                unsafe { (ops.unpin)() };
+            }
+        },
+    )
 }
 
 /// Has civ put a pointer to itself into a target (so it stays until
@@ -138,9 +157,9 @@ pub fn pinned() -> bool {
 pub enum Stop {
     /// Nothing of civ is in any target, and nothing will be: civ may go.
     Unloadable,
-    /// A target holds a pointer into civ. The unload routine runs anyway
-    /// (it was called before the pin withdrew it): it must leave every
-    /// hook in place; the pin's reference keeps the image mapped.
+    /// A target holds a pointer into civ: the unload routine must leave
+    /// every hook in place; the pin's reference keeps the image mapped
+    /// after it returns, until reboot.
     Pinned,
 }
 
@@ -410,25 +429,57 @@ unsafe extern "win64" fn routine_lookup(name: *const UnicodeString) -> u64 {
 mod tests {
     use super::*;
 
+    use core::cell::Cell;
+
     #[test]
     fn the_first_pin_wins_over_a_later_unload() {
         let life = Lifetime::new();
-        let mut told = 0;
+        let held = Cell::new(0);
+        let hold = || held.set(held.get() + 1);
+        let release = || held.set(held.get() - 1);
         assert!(!life.pinned());
-        assert!(life.pin(|| told += 1));
-        assert!(life.pin(|| told += 1), "pinned stays pinned");
-        assert_eq!(told, 1, "the driver is told once");
+        assert!(life.pin(hold, release));
+        assert!(life.pin(hold, release), "pinned stays pinned");
+        assert_eq!(held.get(), 1, "the image is held once");
         assert!(life.pinned());
         assert_eq!(life.begin_stop(), Stop::Pinned);
         assert!(life.pinned(), "an unload cannot unpin");
     }
 
     #[test]
+    fn the_image_is_held_before_an_unload_can_see_the_pin() {
+        let life = Lifetime::new();
+        assert!(life.pin(
+            || assert!(!life.pinned(), "held before the state says pinned"),
+            || panic!("nothing to release")
+        ));
+    }
+
+    #[test]
     fn an_unload_that_began_refuses_every_later_hook() {
         let life = Lifetime::new();
         assert_eq!(life.begin_stop(), Stop::Unloadable);
-        assert!(!life.pin(|| panic!("nothing may be pinned while stopping")));
+        assert!(!life.pin(
+            || panic!("nothing may be held while stopping"),
+            || panic!("nothing to release")
+        ));
         assert!(!life.pinned());
         assert_eq!(life.begin_stop(), Stop::Unloadable);
+    }
+
+    #[test]
+    fn a_pin_that_loses_the_race_to_an_unload_releases_what_it_held() {
+        let life = Lifetime::new();
+        let held = Cell::new(0);
+        // The unload begins between the hold and the transition.
+        assert!(!life.pin(
+            || {
+                held.set(1);
+                assert_eq!(life.begin_stop(), Stop::Unloadable);
+            },
+            || held.set(0)
+        ));
+        assert_eq!(held.get(), 0);
+        assert!(!life.pinned());
     }
 }

@@ -26,9 +26,19 @@ pub const SIGNING_LEVEL_WINDOWS: u8 = 12;
 pub const SIGNING_LEVEL_WINDOWS_TCB: u8 = 14;
 
 /// Images civ never verifies, whatever the settings say: the kernel
-/// (every build's file name), the HAL, the kernel debugger transports and
-/// Code Integrity. PatchGuard watches them.
-const WINDOWS_CORE: [&[u8]; 4] = [b"nt*.exe", b"hal*.dll", b"kd*.dll", b"ci.dll"];
+/// (every build's file name), the HAL, the kernel debugger transports, Code
+/// Integrity and PSHED, which PatchGuard watches; and the crash-dump and
+/// hibernation copies of storage drivers, which run with the other CPUs
+/// frozen while a dump is written (a violation there would lose the dump).
+const WINDOWS_CORE: [&[u8]; 7] = [
+    b"nt*.exe",
+    b"hal*.dll",
+    b"kd*.dll",
+    b"ci.dll",
+    b"pshed.dll",
+    b"dump_*",
+    b"hiber_*",
+];
 
 /// Why an image is left alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +47,8 @@ pub enum Skip {
     NotTarget,
     /// It is civ.sys itself.
     Civ,
-    /// The kernel, HAL, a debugger transport or CI.dll (never verified).
+    /// The kernel, HAL, a debugger transport, CI.dll, PSHED, or a dump or
+    /// hibernation driver (never verified).
     WindowsCore,
     /// Matched only by a pattern, and Windows signs it as its own (the
     /// level).
@@ -54,7 +65,7 @@ impl Skip {
             Skip::NotTarget => "not a target",
             Skip::Civ => "civ itself",
             Skip::WindowsCore => {
-                "the kernel, HAL, a debugger transport or CI: PatchGuard watches it, civ never rewrites it"
+                "the kernel, HAL, a debugger transport, CI or PSHED (PatchGuard watches it), or a crash-dump or hibernation driver: civ never rewrites it"
             }
             Skip::SignedByWindows(_) => {
                 "signed by Windows and matched only by a pattern: name it to verify it"
@@ -175,6 +186,10 @@ mod tests {
             "kdnet.dll",
             "kd_02_10ec.dll",
             r"\SystemRoot\System32\CI.dll",
+            "PSHED.dll",
+            "dump_storport.sys",
+            "dump_stornvme.sys",
+            "hiber_storport.sys",
         ] {
             assert_eq!(
                 decide(&s, &image(core, Some(4)), civ),

@@ -279,11 +279,15 @@ unsafe extern "system" fn fake_capture(frames: *mut u64, max: u32) -> u32 {
     unsafe { std::ptr::copy_nonoverlapping(FAKE_STACK.as_ptr(), frames, FAKE_STACK.len()) };
     FAKE_STACK.len() as u32
 }
+unsafe extern "system" fn fake_unpin() {
+    PINS.fetch_sub(1, Ordering::SeqCst);
+}
 static OPS: KernelOps = KernelOps {
     bug_check: fake_bug_check,
     now: fake_now,
     report: fake_report,
     pin: fake_pin,
+    unpin: fake_unpin,
     capture_stack: fake_capture,
 };
 

@@ -85,6 +85,60 @@ resolved! {
     RTL_SET_DACL_SECURITY_DESCRIPTOR: "RtlSetDaclSecurityDescriptor",
     ZW_SET_SECURITY_OBJECT: "ZwSetSecurityObject",
     RTL_CAPTURE_STACK_BACK_TRACE: "RtlCaptureStackBackTrace",
+    KE_GET_CURRENT_IRQL: "KeGetCurrentIrql",
+    MM_COPY_MEMORY: "MmCopyMemory",
+    INIT_SAFE_BOOT_MODE: "InitSafeBootMode",
+}
+
+type KeGetCurrentIrqlFn = unsafe extern "system" fn() -> u8;
+type MmCopyMemoryFn =
+    unsafe extern "system" fn(*mut c_void, u64, usize, u32, *mut usize) -> NTSTATUS;
+
+/// MM_COPY_MEMORY_VIRTUAL: the source is a virtual address.
+const MM_COPY_MEMORY_VIRTUAL: u32 = 2;
+
+/// The current IRQL, if the kernel exports KeGetCurrentIrql (x64 Windows
+/// does; Wine does not).
+pub fn current_irql() -> Option<u8> {
+    // SAFETY: the slot holds KeGetCurrentIrql, of this type.
+    let f = unsafe { get::<KeGetCurrentIrqlFn>(&KE_GET_CURRENT_IRQL) }?;
+    // SAFETY: callable at any IRQL.
+    Some(unsafe { f() })
+}
+
+/// Copies `dst.len()` bytes from the kernel address `src` with
+/// MmCopyMemory, which stops at an invalid page instead of faulting;
+/// `None` if the kernel lacks it (before Windows 8.1, Wine), else how many
+/// bytes it copied. IRQL <= APC_LEVEL.
+pub fn mm_copy_memory(dst: &mut [u8], src: u64) -> Option<usize> {
+    // SAFETY: the slot holds MmCopyMemory, of this type (MM_COPY_ADDRESS
+    // is an 8-byte union: here its VirtualAddress).
+    let f = unsafe { get::<MmCopyMemoryFn>(&MM_COPY_MEMORY) }?;
+    let mut copied = 0usize;
+    // SAFETY: `dst` is writable for its length; MmCopyMemory checks the
+    // source and reports how much it could read.
+    let status = unsafe {
+        f(
+            dst.as_mut_ptr().cast(),
+            src,
+            dst.len(),
+            MM_COPY_MEMORY_VIRTUAL,
+            &mut copied,
+        )
+    };
+    // A failed copy still says how much it read before the bad page.
+    let _ = status;
+    Some(copied.min(dst.len()))
+}
+
+/// Is Windows running in Safe Mode (`*InitSafeBootMode != 0`)? False when
+/// the kernel does not export it (Wine).
+pub fn safe_boot() -> bool {
+    match INIT_SAFE_BOOT_MODE.load(Ordering::Acquire) {
+        0 => false,
+        // SAFETY: the exported ULONG InitSafeBootMode, read once at start.
+        p => unsafe { core::ptr::read_volatile(p as *const u32) != 0 },
+    }
 }
 
 /// RtlCaptureStackBackTrace into `frames` (return addresses, the caller's

@@ -7,6 +7,7 @@
 //! only on recent builds) are resolved at start with
 //! MmGetSystemRoutineAddress, so a missing one never keeps civ from loading.
 
+pub mod ci;
 pub mod debug;
 pub mod ffi;
 pub mod guard;
@@ -42,16 +43,6 @@ pub fn bug_check_panic() -> ! {
 pub unsafe extern "system" fn bug_check(code: u32, a1: u64, a2: u64, a3: u64, a4: u64) {
     // SAFETY: the caller's contract; the arguments are plain values.
     unsafe { KeBugCheckEx(code, a1 as usize, a2 as usize, a3 as usize, a4 as usize) };
-}
-
-/// Waits `ms` milliseconds (PASSIVE_LEVEL).
-pub fn sleep_ms(ms: u32) {
-    // Relative time, in 100-ns units, is negative.
-    let interval = -(i64::from(ms) * 10_000);
-    // SAFETY: a kernel-mode, non-alertable wait on a valid interval.
-    unsafe {
-        windows_sys::Wdk::System::SystemServices::KeDelayExecutionThread(0, false, &interval)
-    };
 }
 
 /// A UNICODE_STRING over a static UTF-16 array (which must outlive it).

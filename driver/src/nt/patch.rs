@@ -34,6 +34,8 @@ const KERNEL_MODE: i8 = 0;
 const IO_READ_ACCESS: i32 = 0;
 /// PAGE_READWRITE.
 const PAGE_READWRITE: u32 = 0x04;
+/// The end of the lower (user) half of the x64 address space.
+const USER_HALF_END: u64 = 0x0000_8000_0000_0000;
 /// NtCurrentProcess().
 const CURRENT_PROCESS: isize = -1;
 
@@ -134,7 +136,10 @@ unsafe fn write_through_alias(address: u64, value: u64) -> Result<bool, WriteErr
 /// `address` is a valid, 8-byte aligned address of the current process.
 unsafe fn write_through_protect(address: u64, value: u64) -> Result<(), WriteError> {
     let f = PROTECT.load(Ordering::Acquire);
-    if f == 0 {
+    // Only a driver loaded into a user address space (Wine's) takes this
+    // way; a real kernel image lives in the upper half, where a protection
+    // change of the current process could only fail or do harm.
+    if f == 0 || address >= USER_HALF_END {
         return Err(WriteError::NoWay);
     }
     // SAFETY: resolved by name to ZwProtectVirtualMemory.

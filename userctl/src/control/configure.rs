@@ -133,7 +133,7 @@ pub fn clear(host: &mut dyn Host, which: Clear, io: &mut Io<'_>) -> Result<u8, H
     if pinned {
         writeln!(
             io.out,
-            "civ.sys sits in the calls of the drivers it hooked, so it cannot unload (as Driver Verifier): a reboot removes it"
+            "civ.sys sits in the calls of the drivers it hooked: it stays in memory until a reboot removes it (as Driver Verifier)"
         )
         .map_err(io_error)?;
     }
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(r, Ok(REBOOT));
         assert!(out.contains("removed 1 value(s)"), "{out}");
         assert!(
-            out.contains("cannot unload (as Driver Verifier): a reboot removes it"),
+            out.contains("it stays in memory until a reboot removes it"),
             "{out}"
         );
         assert!(host.values.is_empty());

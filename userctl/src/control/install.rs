@@ -20,8 +20,14 @@ pub fn install(host: &mut dyn Host, spec: &InstallSpec, io: &mut Io<'_>) -> Resu
     Ok(OK)
 }
 
-/// `civctl uninstall`: stops and deletes the service.
+/// `civctl uninstall`: stops and deletes the service. A civ.sys that has
+/// hooked drivers stops checking new ones but stays in memory, recording
+/// their calls, until reboot: it says so.
 pub fn uninstall(host: &mut dyn Host, io: &mut Io<'_>) -> Result<u8, HostError> {
+    let pinned = match host.open_device()? {
+        Some(mut device) => super::client::status(device.as_mut())?.0.pinned,
+        None => false,
+    };
     let done = host.uninstall()?;
     if done.stopped {
         writeln!(io.out, "stopped civ.sys").map_err(io_error)?;
@@ -33,7 +39,15 @@ pub fn uninstall(host: &mut dyn Host, io: &mut Io<'_>) -> Result<u8, HostError> 
     if let Some(why) = &done.stop_failed {
         writeln!(
             io.out,
-            "civ.sys could not be stopped ({why}): once it has hooked a driver it stays loaded until reboot (as Driver Verifier); the service is deleted, and the next reboot removes civ.sys"
+            "civ.sys could not be stopped ({why}): the service is deleted, and the next reboot removes civ.sys"
+        )
+        .map_err(io_error)?;
+        return Ok(REBOOT);
+    }
+    if pinned {
+        writeln!(
+            io.out,
+            "civ.sys had hooked drivers: it stays in memory, recording their calls, until the next reboot removes it"
         )
         .map_err(io_error)?;
         return Ok(REBOOT);
@@ -70,12 +84,37 @@ mod tests {
             out.contains("stopped civ.sys") && out.contains("deleted service civ"),
             "{out}"
         );
+        assert!(!out.contains("stays in memory"), "{out}");
         let (r, ..) = run(|io| uninstall(&mut host, io));
         assert_eq!(r, Err(HostError::NotInstalled));
     }
 
     #[test]
-    fn uninstalling_a_civ_that_hooked_a_driver_says_a_reboot_removes_it() {
+    fn uninstalling_a_pinned_civ_says_it_stays_until_reboot() {
+        let driver = running_driver();
+        driver.borrow_mut().head = Some(civ_engine::protocol::StatusHead {
+            verify_level: 0x0200_0000,
+            action: civ_engine::settings::Action::Log,
+            started_time: 0,
+            flags: civ_engine::protocol::StatusHead::PINNED,
+        });
+        let mut host = FakeHost {
+            installed: true,
+            driver: Some(driver),
+            ..FakeHost::default()
+        };
+        let (r, out, _) = run(|io| uninstall(&mut host, io));
+        assert_eq!(r, Ok(REBOOT));
+        assert!(
+            out.contains("stopped civ.sys")
+                && out.contains("stays in memory, recording their calls, until the next reboot")
+                && out.contains("deleted service civ"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_stop_that_fails_says_the_next_reboot_removes_civ() {
         let mut host = FakeHost {
             installed: true,
             driver: Some(running_driver()),
@@ -86,10 +125,6 @@ mod tests {
         assert_eq!(r, Ok(REBOOT));
         assert!(out.contains("deleted service civ"), "{out}");
         assert!(!out.contains("stopped civ.sys"), "{out}");
-        assert!(
-            out.contains("stays loaded until reboot")
-                && out.contains("the next reboot removes civ.sys"),
-            "{out}"
-        );
+        assert!(out.contains("the next reboot removes civ.sys"), "{out}");
     }
 }
