@@ -11,36 +11,13 @@
 //! Debian mirror) these tests fail, saying why.
 
 use civ_engine::catalog::CATALOG;
-use civ_engine::code::Counter;
 use civ_engine::protocol::{self, GetSites, Request, TargetRecord};
 use civ_engine::settings::Action;
 use civ_fixtures::unwind::image::Image;
 use civ_fixtures::wine::{self, Export, Loader, Prefix};
 use civ_fixtures::{WINE_APIS, WINE10_NEW_APIS, call_fixture, ioctl_probe, wine10_apis};
-use std::path::Path;
 
-const TAG: u64 = u32::from_le_bytes(*b"fxCI") as u64;
-
-/// What a fixture's executable call must leave: the API civ sees (a lookup
-/// through MmGetSystemRoutineAddress ends in ExAllocatePoolWithTag), the
-/// counter, arg3 and arg4 (target_call.rs's arguments).
-fn expected(api: &str) -> (&str, Counter, u64, u64) {
-    match api {
-        "ExAllocatePool" | "ExAllocatePoolWithQuota" => (api, Counter::ExecutePoolType, 0, 0),
-        "ExAllocatePoolWithTag" | "ExAllocatePoolWithQuotaTag" => {
-            (api, Counter::ExecutePoolType, 0, TAG)
-        }
-        // POOL_FLAG_NON_PAGED_EXECUTE: arg3 is the flags.
-        "ExAllocatePool2" => (api, Counter::ExecutePoolType, 0x80, TAG),
-        "ExInitializeNPagedLookasideList" => (api, Counter::ExecutePoolType, 0, TAG),
-        "MmGetSystemRoutineAddress" => ("ExAllocatePoolWithTag", Counter::ExecutePoolType, 0, TAG),
-        // PAGE_EXECUTE_READ.
-        "MmProtectMdlSystemAddress" => (api, Counter::ExecutePageProtection, 0x20, 0),
-        // NormalPagePriority without MdlMappingNoExecute.
-        "MmMapLockedPagesSpecifyCache" => (api, Counter::ExecutePageMapping, 0x10, 0),
-        other => panic!("no expectation for {other}"),
-    }
-}
+mod rows;
 
 /// The catalog rows whose API `loader`'s ntoskrnl.exe implements, and what
 /// it has for each of the others.
@@ -96,17 +73,6 @@ fn each_loader_implements_exactly_the_rows_its_tests_run() {
             ("MmAllocateContiguousNodeMemory", Export::Missing),
             ("MmMapLockedPages", Export::Stub),
         ]
-    );
-}
-
-/// The instruction before `offset` in the fixture `file` is a call.
-fn assert_follows_call(file: &Path, offset: u64, what: &str) {
-    let bytes = std::fs::read(file).unwrap();
-    let image = Image::parse(&bytes).unwrap();
-    let rva = u32::try_from(offset).unwrap_or_else(|_| panic!("{what}: offset {offset:#x}"));
-    assert!(
-        wine::follows_call(&image, rva),
-        "{what}: no call instruction ends at offset {rva:#x}"
     );
 }
 
@@ -173,61 +139,7 @@ fn wine10_log_mode_records_each_row_it_implements() {
         "one site per row:\n{out}"
     );
     for (api, file, path) in &fixtures {
-        let (index, t) = targets
-            .iter()
-            .enumerate()
-            .find(|(_, t)| t.name() == file)
-            .unwrap_or_else(|| panic!("{file} not a target:\n{out}"));
-        let (seen_api, counter, arg3, arg4) = expected(api);
-        assert_eq!((t.hooked_slots, t.load), (1, 1), "{file}: one slot hooked");
-        for c in Counter::ALL {
-            assert_eq!(
-                t.counter(c),
-                u64::from(c == counter),
-                "{file}: {} (the NX call must not count)",
-                c.label()
-            );
-        }
-        let api_index = CATALOG.iter().position(|h| h.name == seen_api).unwrap();
-        let site = sites
-            .sites
-            .iter()
-            .find(|s| usize::from(s.target) == index)
-            .unwrap_or_else(|| panic!("{file}: no site"));
-        assert_eq!(
-            (
-                site.counter,
-                usize::from(site.api),
-                site.arg3,
-                site.arg4,
-                site.hits
-            ),
-            (counter, api_index, arg3, arg4, 1),
-            "{file}"
-        );
-        assert_follows_call(path, site.offset, file);
-        // The first hit's stack: the call site, then the call of the
-        // function that makes it (one below DriverEntry), in the fixture.
-        let stack = site.stack();
-        assert_eq!(stack.first().copied(), Some(t.base + site.offset), "{file}");
-        let caller = *stack
-            .get(1)
-            .unwrap_or_else(|| panic!("{file}: no caller frame: {stack:x?}"));
-        assert!(
-            (t.base..t.base + t.size).contains(&caller) && caller != stack[0],
-            "{file}: caller {caller:#x} not another place in the fixture"
-        );
-        assert_follows_call(path, caller - t.base, &format!("{file}'s caller"));
-        let line = format!(
-            "violation {} {seen_api} from {file}+{:#x} (load 1): arg3 {arg3:#x}",
-            counter.tag(),
-            site.offset
-        );
-        assert_eq!(
-            out.matches(&line).count(),
-            1,
-            "{file}: no single debug line '{line}':\n{out}"
-        );
+        rows::check(&out, &targets, &sites, (api, file, path), true);
     }
 }
 
@@ -260,7 +172,7 @@ fn wine10_bugcheck_mode_stops_the_rows_wine8_cannot_run_with_dvs_arguments() {
     assert_eq!(checks.len(), new.len(), "one bug check per fixture:\n{out}");
     for (i, api) in new.iter().enumerate() {
         let (file, path) = &paths[i];
-        let (_, counter, arg3, arg4) = expected(api);
+        let (_, counter, arg3, arg4) = rows::expected(api);
         let h = hooked
             .iter()
             .find(|h| &h.name == file)
@@ -275,6 +187,6 @@ fn wine10_bugcheck_mode_stops_the_rows_wine8_cannot_run_with_dvs_arguments() {
             (h.base..h.base + h.size).contains(&caller),
             "{file}: caller {caller:#x} outside the image"
         );
-        assert_follows_call(path, caller - h.base, file);
+        rows::assert_follows_call(path, caller - h.base, file);
     }
 }

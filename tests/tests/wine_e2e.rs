@@ -6,7 +6,6 @@
 //! IOCTLs (well-formed or not), notices targets that unload, and, once it
 //! has hooked anything, refuses to unload until reboot.
 
-use civ_engine::catalog::CATALOG;
 use civ_engine::code::Counter;
 use civ_engine::pe::{Layout, PeImage};
 use civ_engine::protocol::{
@@ -17,37 +16,7 @@ use civ_fixtures::wine::{self, Prefix};
 use civ_fixtures::{Fixture, WINE_APIS, c_fixture, call_fixture, guard_fixture, ioctl_probe};
 use std::path::PathBuf;
 
-/// What a fixture's executable call must leave: the API civ sees (a lookup
-/// through MmGetSystemRoutineAddress ends in ExAllocatePoolWithTag), the
-/// counter, arg3 and arg4.
-fn expected(api: &str) -> (&'static str, Counter, u64, u64) {
-    let tag = u64::from(u32::from_le_bytes(*b"fxCI"));
-    match api {
-        "ExAllocatePool" | "ExAllocatePoolWithQuota" => (leak(api), Counter::ExecutePoolType, 0, 0),
-        "ExAllocatePoolWithTag" | "ExAllocatePoolWithQuotaTag" => {
-            (leak(api), Counter::ExecutePoolType, 0, tag)
-        }
-        "MmGetSystemRoutineAddress" => ("ExAllocatePoolWithTag", Counter::ExecutePoolType, 0, tag),
-        "ExInitializeNPagedLookasideList" => (leak(api), Counter::ExecutePoolType, 0, tag),
-        "MmProtectMdlSystemAddress" => (leak(api), Counter::ExecutePageProtection, 0x20, 0),
-        "MmMapLockedPagesSpecifyCache" => (leak(api), Counter::ExecutePageMapping, 0x10, 0),
-        "pool_c" => (
-            "ExAllocatePoolWithTag",
-            Counter::ExecutePoolType,
-            0,
-            0x4943_5866,
-        ),
-        other => panic!("no expectation for {other}"),
-    }
-}
-
-fn leak(s: &str) -> &'static str {
-    CATALOG
-        .iter()
-        .find(|h| h.name == s)
-        .map(|h| h.name)
-        .expect("catalog API")
-}
+mod rows;
 
 /// The fixtures of the runtime scenarios: (API or "pool_c", file name, path).
 fn runtime_fixtures() -> Vec<(String, String, PathBuf)> {
@@ -63,32 +32,6 @@ fn runtime_fixtures() -> Vec<(String, String, PathBuf)> {
         .collect();
     v.push(("pool_c".into(), "pool_c.sys".into(), c_fixture()));
     v
-}
-
-/// The caller address lies in the fixture's code and right after a call
-/// instruction (FF /2 or E8).
-fn assert_is_call_site(file: &PathBuf, offset: u64, what: &str) {
-    let bytes = std::fs::read(file).unwrap();
-    let pe = PeImage::parse(&bytes, Layout::File).unwrap();
-    let s = pe
-        .section_containing(offset as u32)
-        .unwrap_or_else(|| panic!("{what}: offset {offset:#x} in no section"));
-    assert!(
-        s.is_executable(),
-        "{what}: offset {offset:#x} is in {:?}, not code",
-        String::from_utf8_lossy(s.name())
-    );
-    let at = (s.raw_offset() + (offset as u32 - s.rva())) as usize;
-    let b = &bytes[at - 7..at];
-    let call = (b[5] == 0xFF && b[6] & 0xF8 == 0xD0)
-        || (b[1] == 0xFF && b[2] == 0x15)
-        || (b[4] == 0xFF && b[5] & 0x38 == 0x10)
-        || (b[3] == 0xFF && b[4] & 0x38 == 0x10)
-        || b[2] == 0xE8;
-    assert!(
-        call,
-        "{what}: no call instruction before offset {offset:#x}: {b:02x?}"
-    );
 }
 
 /// Batch lines that send one request through the IOCTL client; the reply
@@ -208,13 +151,14 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
     let sites = protocol::decode_reply_sites(&sites_bytes).unwrap();
     assert_eq!(sites.dropped, 0);
     for (api, file, path) in &fixtures {
-        let (index, t) = targets
-            .iter()
-            .enumerate()
-            .find(|(_, t)| t.name() == file)
-            .unwrap_or_else(|| panic!("{file} not a target:\n{out}"));
-        let (seen_api, counter, arg3, arg4) = expected(api);
-        assert_eq!((t.hooked_slots, t.conflicts, t.load), (1, 0, 1), "{file}");
+        // The C fixture calls from DriverEntry itself: its caller is Wine's.
+        let t = rows::check(
+            &out,
+            &targets,
+            &sites,
+            (api, file, path),
+            file != "pool_c.sys",
+        );
         assert_eq!(
             t.flags & TargetRecord::LATE,
             0,
@@ -227,69 +171,11 @@ fn log_mode_records_every_violation_and_serves_it_over_ioctl() {
             "{file}: named or by pattern"
         );
         assert_ne!(t.flags & TargetRecord::IMAGE_CHECKED, 0, "{file}");
-        for c in Counter::ALL {
-            assert_eq!(
-                t.counter(c),
-                u64::from(c == counter),
-                "{file}: {} (the NX call must not count)",
-                c.label()
-            );
-        }
-        let api_index = CATALOG.iter().position(|h| h.name == seen_api).unwrap();
-        let site = sites
-            .sites
-            .iter()
-            .find(|s| usize::from(s.target) == index)
-            .unwrap_or_else(|| panic!("{file}: no site"));
-        assert_eq!(
-            (
-                site.counter,
-                usize::from(site.api),
-                site.arg3,
-                site.arg4,
-                site.hits
-            ),
-            (counter, api_index, arg3, arg4, 1),
-            "{file}"
-        );
-        assert!(site.offset < t.size, "{file}");
-        assert_is_call_site(path, site.offset, file);
-        // The call stack of the first hit: the call site, then (for the
-        // Rust fixtures, whose call sits one function below DriverEntry)
-        // the call of that function, inside the fixture too.
-        let stack = site.stack();
-        assert_eq!(
-            stack.first().copied(),
-            Some(t.base + site.offset),
-            "{file}: the stack starts at the call site: {stack:x?}"
-        );
-        if file != "pool_c.sys" {
-            let caller = *stack
-                .get(1)
-                .unwrap_or_else(|| panic!("{file}: no caller frame: {stack:x?}"));
-            assert!(
-                (t.base..t.base + t.size).contains(&caller),
-                "{file}: caller {caller:#x} outside the fixture"
-            );
-            assert_is_call_site(path, caller - t.base, &format!("{file}'s caller"));
-            assert_ne!(caller, t.base + site.offset);
-        }
         let h = hooked.iter().find(|h| &h.name == file).unwrap();
         assert_eq!(
             (h.base, h.size),
             (t.base, t.size),
             "{file}: status agrees with civ's log line"
-        );
-        // The debugger saw it too, once, as it happened.
-        let line = format!(
-            "violation {} {seen_api} from {file}+{:#x} (load 1): arg3 {arg3:#x}",
-            counter.tag(),
-            site.offset
-        );
-        assert_eq!(
-            out.matches(&line).count(),
-            1,
-            "{file}: no single debug line '{line}':\n{out}"
         );
     }
     let clean = targets
@@ -469,7 +355,7 @@ fn bugcheck_mode_stops_with_dvs_code_and_the_callers_address() {
         "one bug check per fixture:\n{out}"
     );
     for (i, (api, file, path)) in fixtures.iter().enumerate() {
-        let (_, counter, arg3, arg4) = expected(api);
+        let (_, counter, arg3, arg4) = rows::expected(api);
         let h = hooked
             .iter()
             .find(|h| &h.name == file)
@@ -484,7 +370,7 @@ fn bugcheck_mode_stops_with_dvs_code_and_the_callers_address() {
             caller >= h.base && caller < h.base + h.size,
             "{file}: caller {caller:#x} outside the image"
         );
-        assert_is_call_site(path, caller - h.base, file);
+        rows::assert_follows_call(path, caller - h.base, file);
     }
 }
 
