@@ -172,21 +172,6 @@ fn wine10_bugcheck_mode_stops_the_rows_wine8_cannot_run_with_dvs_arguments() {
     assert_eq!(checks.len(), new.len(), "one bug check per fixture:\n{out}");
     for (i, api) in new.iter().enumerate() {
         let (file, path) = &paths[i];
-        let (_, counter, arg3, arg4) = rows::expected(api);
-        let h = hooked
-            .iter()
-            .find(|h| &h.name == file)
-            .unwrap_or_else(|| panic!("{file} not hooked:\n{out}"));
-        let [code, a1, caller, a3, a4] = checks[i];
-        assert_eq!(
-            (code, a1, a3, a4),
-            (0xC4, u64::from(counter.code().unwrap().value()), arg3, arg4),
-            "{file}"
-        );
-        assert!(
-            (h.base..h.base + h.size).contains(&caller),
-            "{file}: caller {caller:#x} outside the image"
-        );
-        rows::assert_follows_call(path, caller - h.base, file);
+        rows::check_bug_check(&out, &hooked, checks[i], (api, file, path));
     }
 }

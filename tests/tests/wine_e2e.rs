@@ -355,22 +355,7 @@ fn bugcheck_mode_stops_with_dvs_code_and_the_callers_address() {
         "one bug check per fixture:\n{out}"
     );
     for (i, (api, file, path)) in fixtures.iter().enumerate() {
-        let (_, counter, arg3, arg4) = rows::expected(api);
-        let h = hooked
-            .iter()
-            .find(|h| &h.name == file)
-            .unwrap_or_else(|| panic!("{file} not hooked:\n{out}"));
-        let [code, a1, caller, a3, a4] = checks[i];
-        assert_eq!(
-            (code, a1, a3, a4),
-            (0xC4, u64::from(counter.code().unwrap().value()), arg3, arg4),
-            "{file}"
-        );
-        assert!(
-            caller >= h.base && caller < h.base + h.size,
-            "{file}: caller {caller:#x} outside the image"
-        );
-        rows::assert_follows_call(path, caller - h.base, file);
+        rows::check_bug_check(&out, &hooked, checks[i], (api, file, path));
     }
 }
 

@@ -133,3 +133,30 @@ pub fn check<'a>(
     );
     t
 }
+
+/// Checks the bug check a fixture's executable call raised in bug-check
+/// mode: 0xC4 with DV's code, Arg2 the caller (at a call instruction in
+/// the fixture, as civ's log line placed it), arg3 and arg4.
+pub fn check_bug_check(
+    out: &str,
+    hooked: &[wine::Hooked],
+    bug_check: [u64; 5],
+    (api, file, path): (&str, &str, &Path),
+) {
+    let (_, counter, arg3, arg4) = expected(api);
+    let h = hooked
+        .iter()
+        .find(|h| h.name == file)
+        .unwrap_or_else(|| panic!("{file} not hooked:\n{out}"));
+    let [code, a1, caller, a3, a4] = bug_check;
+    assert_eq!(
+        (code, a1, a3, a4),
+        (0xC4, u64::from(counter.code().unwrap().value()), arg3, arg4),
+        "{file}"
+    );
+    assert!(
+        (h.base..h.base + h.size).contains(&caller),
+        "{file}: caller {caller:#x} outside the image"
+    );
+    assert_follows_call(path, caller - h.base, file);
+}
