@@ -75,7 +75,7 @@ fn print_violation(e: &Event) {
     }
 }
 
-/// This driver's object, to pin civ and withdraw its unload routine.
+/// This driver's object, which pinning civ holds a reference on.
 static DRIVER: AtomicPtr<DRIVER_OBJECT> = AtomicPtr::new(core::ptr::null_mut());
 /// civ's own image base (never a target).
 static CIV_BASE: AtomicU64 = AtomicU64::new(0);
@@ -166,7 +166,8 @@ pub fn prepare() {
 }
 
 /// Starts civ: settings, load notification, and the targets already
-/// loaded. Call after the unload routine is set (pinning withdraws it) and
+/// loaded. Call after the unload routine is set (so that an unload always
+/// finds it) and
 /// before the control device takes requests. Returns whether the
 /// notification is registered.
 pub fn start(registry_path: &UNICODE_STRING) -> bool {

@@ -78,8 +78,9 @@ pub unsafe extern "system" fn driver_entry(
         return status;
     }
     // civ starts (settings, load notification, targets already loaded)
-    // after WdfDriverCreate has set the driver's unload routine (pinning
-    // withdraws it) and before the control device takes a request: a
+    // after WdfDriverCreate has set the driver's unload routine (an unload
+    // of a pinned civ must reach civ::stop) and before the control device
+    // takes a request: a
     // SetSettings from civctl must not land before start() reads the
     // registry and overwrites it. From here on DriverEntry never fails: a
     // target may already call into civ.

@@ -24,8 +24,8 @@ static DEVICE: &[u16] = crate::utf16!(DEVICE_NAME);
 static LINK: &[u16] = crate::utf16!(DOS_NAME);
 
 /// The driver's entry point. Order matters: the dispatch and unload
-/// routines first (pinning civ withdraws the unload routine, so it must be
-/// set before anything is hooked), then civ starts (settings, notification,
+/// routines first (an unload of a civ that hooked something must find its
+/// unload routine, which leaves the hooks), then civ starts (settings, notification,
 /// targets already loaded), and only then does the control device appear,
 /// so that no civctl request races the settings civ reads at start. Once
 /// civ has started, DriverEntry never fails: the loader would unmap an

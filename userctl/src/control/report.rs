@@ -125,7 +125,7 @@ pub struct StatusView {
     pub started_time: u64,
     /// The same, in UTC.
     pub started: String,
-    /// civ.sys sits in drivers' calls: it stays loaded until reboot.
+    /// civ.sys sits in drivers' calls: it stays in memory until reboot.
     pub pinned: bool,
     /// civ.sys had more targets than the reply could hold.
     pub truncated: bool,
@@ -190,7 +190,7 @@ impl StatusView {
         ));
         if self.pinned {
             s.push_str(
-                "civ.sys sits in drivers' calls: it stays loaded until reboot (sc stop is refused)\n",
+                "civ.sys sits in drivers' calls: it stays in memory until reboot (sc stop leaves every hook)\n",
             );
         }
         let loaded = self.targets.iter().filter(|t| !t.unloaded).count();
@@ -903,7 +903,7 @@ mod tests {
         assert_eq!(view.targets[1].signature_level, None);
         let text = view.to_text();
         for needle in [
-            "stays loaded until reboot",
+            "stays in memory until reboot",
             "late.sys  base 0xfffff80120000000  size 0x6000  1 hooked slot(s)  load 3  (by pattern)",
             "signature level 8 (Microsoft)",
             "2 slot(s) held another routine",
