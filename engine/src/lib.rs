@@ -10,7 +10,7 @@
 //! - [`check`]: the predicates for 0x2000–0x2002 and the bug check they imply.
 //! - [`catalog`]: the hooked kernel APIs, as data.
 //! - [`pe`]: a bounds-checked PE reader for file and mapped layouts.
-//! - [`path`]: the file name of a kernel image path, from UTF-16.
+//! - [`path`]: the file name of a kernel image path (bytes or UTF-16).
 //! - [`image`]: the image checks 0x2003–0x2005 and unsupported relocations.
 //! - [`iat`]: the IAT planner: which slots of a target to rewrite, and back.
 //! - [`names`]: human names of pool types, flags, protections and priorities.

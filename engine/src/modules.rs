@@ -8,6 +8,8 @@
 //! check an image is really mapped at the base before reading it (Wine,
 //! for one, answers with a made-up list).
 
+use crate::path::file_name;
+
 /// SystemModuleInformation.
 pub const SYSTEM_MODULE_INFORMATION: u32 = 11;
 /// Size of RTL_PROCESS_MODULE_INFORMATION on x64.
@@ -91,11 +93,7 @@ pub fn for_each_module<'a>(
         let file_name = path
             .get(offset_to_file_name..)
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| {
-                path.rsplit(|&b| b == b'\\' || b == b'/')
-                    .next()
-                    .unwrap_or(path)
-            });
+            .unwrap_or_else(|| file_name(path));
         f(Module {
             base,
             size,

@@ -1,8 +1,15 @@
-//! Image paths as the kernel hands them over (UTF-16, of any length, `\`
-//! or `/` separated): the file name part, as UTF-8, into a fixed buffer.
-//! Only the file name is matched against civ's targets and shown, so it is
+//! Image paths (`\` or `/` separated): their file name part, of a byte
+//! path, or of a UTF-16 one as the kernel hands it over (of any length)
+//! as UTF-8 into a fixed buffer. Only the file name is matched against civ's targets and shown, so it is
 //! taken from the end of the path: a path longer than any buffer still
 //! gives its whole file name.
+
+/// The file name part of a path.
+pub fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'\\' || b == b'/')
+        .next()
+        .unwrap_or(path)
+}
 
 /// UTF-16 to UTF-8 into `out` (unpaired surrogates become U+FFFD); returns
 /// the bytes written, cut at a character boundary when `out` is full.

@@ -16,7 +16,8 @@
 //! drivers is not established, so the Microsoft level (8) is *not*
 //! exempted: such a driver is verified under `*`, and its level is logged.
 
-use crate::settings::{Match, Settings, file_name, glob_match};
+use crate::path::file_name;
+use crate::settings::{Match, Settings, glob_match};
 
 /// SE_SIGNING_LEVEL_MICROSOFT.
 pub const SIGNING_LEVEL_MICROSOFT: u8 = 8;

@@ -7,6 +7,7 @@
 //! parsed into fixed-size storage: no allocation.
 
 use crate::code::VERIFIER_FLAG_CODE_INTEGRITY;
+use crate::path::file_name;
 
 /// REG_SZ.
 pub const REG_SZ: u32 = 1;
@@ -331,13 +332,6 @@ pub enum Match {
     Named,
     /// Only a pattern with a wildcard matches it.
     Pattern,
-}
-
-/// The file name part of a path (`\` or `/` separated).
-pub fn file_name(path: &[u8]) -> &[u8] {
-    path.rsplit(|&b| b == b'\\' || b == b'/')
-        .next()
-        .unwrap_or(path)
 }
 
 /// Case-insensitive (ASCII) glob match with `*` and `?`, iterative with
