@@ -93,6 +93,19 @@ impl TargetSlot {
             }
         }
     }
+
+    /// Registered, and its image not known to be gone: calls from its
+    /// range are its own.
+    fn loaded(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY
+            && self.flags.load(Ordering::Relaxed) & TARGET_UNLOADED == 0
+    }
+
+    /// Registered, and its image gone: a record kept for what it counted.
+    fn unloaded(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY
+            && self.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
+    }
 }
 
 struct SiteSlot {
@@ -372,9 +385,7 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                 .all(|(a, &b)| a.load(Ordering::Relaxed) == b)
         };
         for (i, slot) in self.targets.iter().enumerate().take(count) {
-            if slot.state.load(Ordering::Acquire) != READY
-                || slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
-            {
+            if !slot.loaded() {
                 continue;
             }
             let (b, s) = (
@@ -390,10 +401,6 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
                 slot.flags.fetch_or(TARGET_UNLOADED, Ordering::Relaxed);
             }
         }
-        let unloaded = |slot: &TargetSlot| {
-            slot.state.load(Ordering::Acquire) == READY
-                && slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
-        };
         let recorded_nothing =
             |slot: &TargetSlot| slot.counters.iter().all(|c| c.load(Ordering::Relaxed) == 0);
         // In order of preference: the name's own old slot, a free one, one
@@ -401,9 +408,9 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
         for pass in 0..3 {
             for (i, slot) in self.targets.iter().enumerate().take(count) {
                 let (from, fits) = match pass {
-                    0 => (READY, unloaded(slot) && same_name(slot)),
+                    0 => (READY, slot.unloaded() && same_name(slot)),
                     1 => (FREE, true),
-                    _ => (READY, unloaded(slot) && recorded_nothing(slot)),
+                    _ => (READY, slot.unloaded() && recorded_nothing(slot)),
                 };
                 if !fits
                     || slot
@@ -455,8 +462,7 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
     /// says so (the driver asks the kernel's module list).
     pub fn mark_unloaded(&self, mut gone: impl FnMut(u64, u64) -> bool) {
         for slot in &self.targets {
-            if slot.state.load(Ordering::Acquire) == READY
-                && slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED == 0
+            if slot.loaded()
                 && gone(
                     slot.base.load(Ordering::Relaxed),
                     slot.size.load(Ordering::Relaxed),
@@ -487,9 +493,7 @@ impl<const T: usize, const S: usize, const E: usize> Log<T, S, E> {
     /// offset, and which load it is.
     pub fn target_of(&self, address: u64) -> Option<(u8, u64, u16)> {
         self.targets.iter().enumerate().find_map(|(i, slot)| {
-            if slot.state.load(Ordering::Acquire) != READY
-                || slot.flags.load(Ordering::Relaxed) & TARGET_UNLOADED != 0
-            {
+            if !slot.loaded() {
                 return None;
             }
             let base = slot.base.load(Ordering::Relaxed);
