@@ -14,10 +14,9 @@
 
 use super::image::Image;
 use super::refs::{self, Addressing};
-use super::track::{Env, absolute_rva};
+use super::track::{Env, absolute_rva, writes};
 use iced_x86::{
-    FlowControl, Formatter, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
-    Register,
+    FlowControl, Formatter, Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register,
 };
 
 /// Bytes before a global's address a reference may start at and still
@@ -188,15 +187,11 @@ fn find_facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
             // displacements of `rip`, so are accesses or `lea`.
             if !img.wide {
                 let indexed_read = i.memory_index() != Register::None
-                    && !info.info(&i).used_memory().iter().any(|m| {
-                        matches!(
-                            m.access(),
-                            OpAccess::Write
-                                | OpAccess::CondWrite
-                                | OpAccess::ReadWrite
-                                | OpAccess::ReadCondWrite
-                        )
-                    });
+                    && !info
+                        .info(&i)
+                        .used_memory()
+                        .iter()
+                        .any(|m| writes(m.access()));
                 if !indexed_read {
                     f.blocker = Some((
                         i.ip32(),
@@ -228,17 +223,12 @@ fn find_facts(img: &mut Image<'_>, rva: u32, size: usize) -> Facts {
         }
         // Its one absolute memory operand is the global; a push's or a
         // call's write to the stack is not.
-        let writes = info.info(&i).used_memory().iter().any(|m| {
-            matches!(
-                m.access(),
-                OpAccess::Write
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadWrite
-                    | OpAccess::ReadCondWrite
-            ) && m.index() == Register::None
+        let written = info.info(&i).used_memory().iter().any(|m| {
+            writes(m.access())
+                && m.index() == Register::None
                 && matches!(m.base(), Register::None | Register::RIP | Register::EIP)
         });
-        if !writes {
+        if !written {
             continue;
         }
         let value = if i.mnemonic() == Mnemonic::Mov && addr == rva && width as usize == size {

@@ -28,7 +28,7 @@ mod step;
 
 use super::stack::Stack;
 use super::value::{Known, Sym, Val, width_mask};
-use iced_x86::{Instruction, Register};
+use iced_x86::{Instruction, OpAccess, Register};
 
 /// The hooked API a register points to, as an index the caller gave (the
 /// catalog row), and the instruction that loaded it.
@@ -133,6 +133,14 @@ fn is_high_byte(reg: Register) -> bool {
     matches!(
         reg,
         Register::AH | Register::CH | Register::DH | Register::BH
+    )
+}
+
+/// Does an operand access write (maybe, or after reading)?
+pub fn writes(access: OpAccess) -> bool {
+    matches!(
+        access,
+        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
     )
 }
 

@@ -6,15 +6,9 @@
 use super::super::value::{Known, Sym, Val, width_mask};
 use super::{
     Env, FuncRef, Origin, RBP, RSP, State, VOLATILE_32, VOLATILE_64, absolute_rva, anchor, gpr,
+    writes,
 };
-use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
-
-fn writes(access: OpAccess) -> bool {
-    matches!(
-        access,
-        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-    )
-}
+use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register};
 
 fn immediate(i: &Instruction, op: u32) -> Option<u64> {
     match i.op_kind(op) {
