@@ -11,6 +11,12 @@ pub fn file_name(path: &[u8]) -> &[u8] {
         .unwrap_or(path)
 }
 
+/// The file name part of a path as text (civctl's reports, INF entries,
+/// a PDB's build path), whichever separator it uses on whatever host.
+pub fn file_name_str(path: &str) -> &str {
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
 /// UTF-16 to UTF-8 into `out` (unpaired surrogates become U+FFFD); returns
 /// the bytes written, cut at a character boundary when `out` is full.
 pub fn utf16_to_utf8(units: &[u16], out: &mut [u8]) -> usize {
@@ -51,6 +57,20 @@ mod tests {
         let mut out = std::vec![0u8; room];
         let n = file_name_utf8(path, &mut out);
         String::from_utf8(out[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn either_separator_ends_the_directory_part() {
+        assert_eq!(file_name(br"C:\dir/sub\x.sys"), b"x.sys");
+        assert_eq!(file_name(b"x.sys"), b"x.sys");
+        assert_eq!(file_name(br"dir\"), b"");
+        assert_eq!(
+            file_name_str(r"\SystemRoot\System32\drivers/驱动.sys"),
+            "驱动.sys"
+        );
+        assert_eq!(file_name_str("/build/out/x.pdb"), "x.pdb");
+        assert_eq!(file_name_str("bare"), "bare");
+        assert_eq!(file_name_str(r"C:\dir\"), "");
     }
 
     #[test]

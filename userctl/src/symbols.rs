@@ -5,6 +5,7 @@
 //! image's CodeView debug record (RSDS) equal the PDB's. A stale PDB would
 //! name the wrong lines, which is worse than naming none.
 
+use civ_engine::path::file_name_str;
 use civ_engine::pe::{Layout, PeImage};
 use pdb::FallibleIterator;
 use std::path::{Path, PathBuf};
@@ -349,7 +350,7 @@ pub fn find_for_image(
     if let Some(id) = &id {
         // The linker's path is the build machine's: only its file name is
         // looked for here.
-        let name = id.path.rsplit(['/', '\\']).next().unwrap_or("");
+        let name = file_name_str(&id.path);
         if !name.is_empty() {
             let p = image_path.with_file_name(name);
             if !beside.contains(&p) {

@@ -8,6 +8,7 @@
 //! UTF-16LE files with a BOM. Names of sections and keys are
 //! case-insensitive.
 
+use civ_engine::path::file_name_str;
 use std::collections::BTreeMap;
 
 /// One line of a section: its key (if any) and its values.
@@ -39,9 +40,7 @@ pub struct InfService {
 impl InfService {
     /// The binary's file name.
     pub fn binary_name(&self) -> Option<&str> {
-        self.binary
-            .as_deref()
-            .map(|b| b.rsplit(['\\', '/']).next().unwrap_or(b))
+        self.binary.as_deref().map(file_name_str)
     }
 }
 

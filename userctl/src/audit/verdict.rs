@@ -9,6 +9,7 @@ use super::registry::{Service, start_name};
 use super::store::Package;
 use crate::predict::Verdict as SiteVerdict;
 use crate::scan::analyze::{self, FileReport, Finding};
+use civ_engine::path::file_name_str;
 use serde::Serialize;
 use std::io::Read;
 
@@ -228,7 +229,7 @@ fn site_violations(report: &FileReport) -> (Vec<SiteViolation>, usize) {
 fn disallowed(name: &str, path: &str, list: &[String]) -> bool {
     list.iter().any(|d| {
         let d = d.trim();
-        let d_name = d.rsplit(['\\', '/']).next().unwrap_or(d);
+        let d_name = file_name_str(d);
         d_name.eq_ignore_ascii_case(name) || d.eq_ignore_ascii_case(path)
     })
 }

@@ -4,6 +4,7 @@
 //! error message and never a registry value civ.sys would ignore.
 
 use civ_engine::code::VERIFIER_FLAG_CODE_INTEGRITY;
+use civ_engine::path::file_name_str;
 use civ_engine::protocol;
 use civ_engine::settings;
 
@@ -94,7 +95,7 @@ pub fn parse_driver_name(text: &str) -> Result<String, String> {
         return Err("a driver name is empty: give a file name such as mydriver.sys".into());
     }
     if text.contains(['\\', '/']) {
-        let file = text.rsplit(['\\', '/']).next().unwrap_or_default();
+        let file = file_name_str(text);
         return Err(format!(
             "'{text}' is a path: give the driver's file name only{}",
             if file.is_empty() {

@@ -15,6 +15,7 @@ pub mod sarif;
 use crate::predict::Verdict;
 use crate::symbols::{self, Symbols};
 use analyze::FileReport;
+use civ_engine::path::file_name_str;
 use civ_engine::pe::{Layout, PeImage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -76,7 +77,7 @@ fn symbolize(report: &mut FileReport, path: &Path, data: &[u8], options: &Option
         if let (Some(rva), Some(reason)) = (site.reason_rva, site.reason.as_mut())
             && let (Some(file), Some(line)) = (found.lookup(rva).file, found.lookup(rva).line)
         {
-            let name = file.rsplit(['/', '\\']).next().unwrap_or(&file);
+            let name = file_name_str(&file);
             reason.push_str(&format!(" ({name}:{line})"));
         }
     }
