@@ -72,3 +72,23 @@ fn corpus_folder_without_all_pe_skips_the_efi_image() {
             .count()
     );
 }
+
+/// The audit hashes a file once, for its identity, and hands that hash to
+/// the scan: the report must be the scan's own, byte for byte.
+#[test]
+fn a_scan_given_the_identity_hash_is_the_scan() {
+    use civctl::audit::identity::identify;
+    use civctl::scan::analyze::{analyze, analyze_hashed};
+    let corpus = corpus_dir();
+    for row in expected() {
+        let data = std::fs::read(corpus.join(&row.path)).unwrap();
+        let id = identify(&data);
+        assert_eq!(id.sha256, row.sha256, "{}", row.path);
+        assert_eq!(
+            analyze_hashed(row.path.clone(), &data, id.sha256),
+            analyze(row.path.clone(), &data),
+            "{}",
+            row.path
+        );
+    }
+}

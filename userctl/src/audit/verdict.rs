@@ -300,8 +300,8 @@ pub fn audit(c: &Candidate, package: Option<&Package>, lists: &Lists) -> DriverR
             return r;
         }
     };
-    let scan = analyze::analyze(shown, &data);
     let id = identity::identify(&data);
+    let scan = analyze::analyze_hashed(shown, &data, id.sha256.clone());
     if let Some(e) = &scan.error {
         r.verdict = Verdict::Error;
         r.error = Some(e.clone());

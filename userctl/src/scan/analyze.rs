@@ -193,8 +193,14 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Scans one file's bytes (file layout): the image checks and the
 /// predicted call sites.
 pub fn analyze(path: String, data: &[u8]) -> FileReport {
+    analyze_hashed(path, data, sha256_hex(data))
+}
+
+/// [`analyze`] of bytes whose SHA-256 (lowercase hex) the caller has
+/// already computed: the audit hashes each file once, for its identity.
+pub fn analyze_hashed(path: String, data: &[u8], sha256: String) -> FileReport {
     let mut report = analyze_unhashed(path, data);
-    report.sha256 = sha256_hex(data);
+    report.sha256 = sha256;
     if report.error.is_none()
         && let Ok(pe) = PeImage::parse(data, Layout::File)
     {
