@@ -4,7 +4,8 @@
 # input is used at least once; with fewer inputs than N they repeat in turn.
 # DRIVERS=1 takes drivers only (.sys and .efi: the corpus, the fixtures,
 # Wine's .sys), small files that import the hooked APIs, where call-site
-# prediction rather than hashing is most of the work.
+# prediction rather than hashing is most of the work. CORPUS=1 takes the
+# real third-party drivers of tests/corpus only.
 # The files are third-party binaries: keep DEST outside the repository.
 set -eu
 
@@ -22,6 +23,7 @@ while IFS= read -r f; do
   is_pe "$f" && inputs+=("$f")
 done < <(
   find "$HOME/.cache/civ-corpus" -type f 2>/dev/null | sort
+  [ "${CORPUS:-0}" = 1 ] && exit 0
   ls "$root"/target/civ-fixtures/*.sys 2>/dev/null
   if [ "${DRIVERS:-0}" = 1 ]; then
     ls "$wine"/*.sys 2>/dev/null
