@@ -277,17 +277,21 @@ impl Flow {
         let mut info = InstructionInfoFactory::new();
         // A worklist in address order: a block is stepped again only when
         // the state at its start changed.
-        let mut pending: std::collections::BTreeSet<usize> =
-            (0..nb).filter(|&b| self.ins[b].is_some()).collect();
+        let mut pending = Pending::new(nb);
+        for b in (0..nb).filter(|&b| self.ins[b].is_some()) {
+            pending.insert(b);
+        }
         let mut budget = MAX_ROUNDS.saturating_mul(nb.max(1));
+        let mut s = State::new(self.wide);
         while let Some(b) = pending.pop_first() {
             budget = budget.saturating_sub(1);
             if budget == 0 {
                 break;
             }
-            let Some(mut s) = self.ins[b].as_deref().cloned() else {
+            let Some(start) = self.ins[b].as_deref() else {
                 continue;
             };
+            s.clone_from(start);
             let block = &self.blocks[b];
             for i in &self.insns[block.first..block.end] {
                 s.step(i, env, &mut info);
@@ -370,10 +374,76 @@ impl Flow {
     }
 }
 
+/// The blocks waiting to be stepped, taken lowest first: one bit each.
+struct Pending {
+    words: Vec<u64>,
+    /// No bit is set in the words before this one.
+    low: usize,
+}
+
+impl Pending {
+    fn new(blocks: usize) -> Pending {
+        Pending {
+            words: vec![0; blocks.div_ceil(64)],
+            low: 0,
+        }
+    }
+
+    fn insert(&mut self, b: usize) {
+        if let Some(w) = self.words.get_mut(b / 64) {
+            *w |= 1 << (b % 64);
+            self.low = self.low.min(b / 64);
+        }
+    }
+
+    fn pop_first(&mut self) -> Option<usize> {
+        while let Some(w) = self.words.get_mut(self.low) {
+            if *w != 0 {
+                let bit = w.trailing_zeros() as usize;
+                *w &= *w - 1;
+                return Some(self.low * 64 + bit);
+            }
+            self.low += 1;
+        }
+        None
+    }
+
+    fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+}
+
 /// Does instruction n start after a gap (not right after n-1)?
 fn leader_is_gap(insns: &[Instruction], n: usize) -> bool {
     match (n.checked_sub(1).and_then(|p| insns.get(p)), insns.get(n)) {
         (Some(p), Some(i)) => p.next_ip32() != i.ip32(),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    #[test]
+    fn pending_blocks_come_out_lowest_first_and_once() {
+        let mut p = Pending::new(200);
+        assert!(p.is_empty());
+        for b in [150, 3, 64, 3, 199] {
+            p.insert(b);
+        }
+        assert_eq!(p.pop_first(), Some(3));
+        assert_eq!(p.pop_first(), Some(64));
+        // A block queued again below the last taken comes out next.
+        p.insert(10);
+        assert_eq!(p.pop_first(), Some(10));
+        assert_eq!(p.pop_first(), Some(150));
+        assert!(!p.is_empty());
+        assert_eq!(p.pop_first(), Some(199));
+        assert_eq!(p.pop_first(), None);
+        assert!(p.is_empty());
+        // Out of range: ignored, not a panic.
+        p.insert(200);
+        assert_eq!(p.pop_first(), None);
     }
 }

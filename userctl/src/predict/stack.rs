@@ -15,7 +15,7 @@ struct StackByte {
 }
 
 /// The stack as far as known.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Stack {
     /// Known bytes, by offset from the base.
     bytes: StackMap<StackByte>,
@@ -23,6 +23,22 @@ pub struct Stack {
     syms: StackMap<(u8, Sym)>,
     /// Where the stack was last forgotten wholesale.
     origin: Origin,
+}
+
+impl Clone for Stack {
+    fn clone(&self) -> Self {
+        Stack {
+            bytes: self.bytes.clone(),
+            syms: self.syms.clone(),
+            origin: self.origin,
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        self.bytes.clone_from(&source.bytes);
+        self.syms.clone_from(&source.syms);
+        self.origin = source.origin;
+    }
 }
 
 impl Default for Stack {
@@ -82,6 +98,11 @@ impl Stack {
     pub fn drop_below(&mut self, off: i64) {
         self.bytes.drop_below(off);
         self.syms.drop_below(off);
+    }
+
+    /// Makes room for `n` terms (a function's stack parameters).
+    pub fn reserve_terms(&mut self, n: usize) {
+        self.syms.reserve(n);
     }
 
     /// Puts a term at an offset, `len` bytes wide (a parameter at a

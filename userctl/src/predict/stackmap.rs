@@ -4,9 +4,23 @@
 //! clones and compares states at every join).
 
 /// Entries sorted by offset, each offset once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct StackMap<V> {
     entries: Vec<(i64, V)>,
+}
+
+impl<V: Clone> Clone for StackMap<V> {
+    fn clone(&self) -> Self {
+        StackMap {
+            entries: self.entries.clone(),
+        }
+    }
+
+    // The analysis copies a state into one scratch state per block it
+    // steps: this keeps the scratch's buffer.
+    fn clone_from(&mut self, source: &Self) {
+        self.entries.clone_from(&source.entries);
+    }
 }
 
 impl<V> Default for StackMap<V> {
@@ -38,6 +52,11 @@ impl<V> StackMap<V> {
             Ok(i) => Some(&mut self.entries[i].1),
             Err(_) => None,
         }
+    }
+
+    /// Makes room for `n` more entries.
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
     }
 
     /// Sets the entry at an offset.

@@ -86,7 +86,7 @@ pub fn anchor(rva: u32) -> i64 {
 }
 
 /// The state of the pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct State {
     /// 64-bit code (x64) rather than 32-bit (x86).
     wide: bool,
@@ -106,6 +106,35 @@ pub struct State {
     /// (RVA, width, value). Any other store that may alias them, and any
     /// call, forgets them all.
     global_stores: Vec<(u32, usize, u64)>,
+}
+
+impl Clone for State {
+    fn clone(&self) -> Self {
+        State {
+            wide: self.wide,
+            regs: self.regs,
+            syms: self.syms,
+            origin: self.origin,
+            func: self.func,
+            alias: self.alias,
+            rsp: self.rsp,
+            stack: self.stack.clone(),
+            global_stores: self.global_stores.clone(),
+        }
+    }
+
+    // Keeps the buffers of the scratch state the analysis steps blocks in.
+    fn clone_from(&mut self, source: &Self) {
+        self.wide = source.wide;
+        self.regs = source.regs;
+        self.syms = source.syms;
+        self.origin = source.origin;
+        self.func = source.func;
+        self.alias = source.alias;
+        self.rsp = source.rsp;
+        self.stack.clone_from(&source.stack);
+        self.global_stores.clone_from(&source.global_stores);
+    }
 }
 
 const RSP: usize = 4;
@@ -193,6 +222,8 @@ impl State {
         } else {
             0
         };
+        s.stack
+            .reserve_terms(usize::from(MAX_STACK_PARAMS - first_on_stack));
         for n in first_on_stack..MAX_STACK_PARAMS {
             let off = slot * (i64::from(n) + 1);
             s.stack
