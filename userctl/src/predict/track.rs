@@ -293,6 +293,12 @@ impl State {
     /// Merges the state of another path into this one at the block at
     /// `block`; true if this state changed.
     pub fn meet(&mut self, o: &State, block: u32) -> bool {
+        // Most joins bring nothing new (a loop's second pass, both arms
+        // of a branch that did not touch the arguments), and the meet of
+        // a state with itself is that state.
+        if self == o {
+            return false;
+        }
         // The fixed-size parts are compared after; the maps say as they go.
         let (regs, syms, func, origin, alias) =
             (self.regs, self.syms, self.func, self.origin, self.alias);
