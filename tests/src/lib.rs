@@ -269,7 +269,7 @@ fn build_c(fixture: Fixture) -> Result<PathBuf, String> {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(fixture.file_name());
-    if out.exists() {
+    if newer_than_its_source(&out, &fixture.source_path()) {
         return Ok(out);
     }
     let tmp_dir = tempdir_in(&dir)?;
@@ -287,6 +287,17 @@ fn build_c(fixture: Fixture) -> Result<PathBuf, String> {
     std::fs::rename(&tmp, &out).map_err(|e| format!("cannot move the image into place: {e}"))?;
     let _ = std::fs::remove_dir_all(&tmp_dir);
     Ok(out)
+}
+
+/// Is the built image there and no older than its source? (A changed
+/// source is built again, not tested stale.)
+fn newer_than_its_source(out: &Path, source: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(out), modified(source)) {
+        (Some(built), Some(written)) => built >= written,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 fn ntoskrnl_def() -> PathBuf {
@@ -683,7 +694,7 @@ pub struct CorpusRow {
     pub path: String,
     /// SHA-256.
     pub sha256: String,
-    /// `AMD64` or `I386`.
+    /// `AMD64`, `I386` or `ARM64`.
     pub machine: String,
     /// SectionAlignment.
     pub section_alignment: u64,
