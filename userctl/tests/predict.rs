@@ -256,6 +256,24 @@ fn rust_arm64_fixture_sites_are_predicted_on_their_lines() {
     check_with_pdb(Fixture::PredictRustArm64, RUST);
     let (_, file) = scan_one(&Fixture::PredictRustArm64.path(), &[]);
     assert_eq!(file["machine"], "ARM64");
+    // Its sites' blocks read as A64 code, each ending in the branch.
+    let bytes = Fixture::PredictRustArm64.bytes();
+    let pe = civ_engine::pe::PeImage::parse(&bytes, civ_engine::pe::Layout::File).unwrap();
+    let sections = civctl::predict::code_sections(&pe);
+    let predicted = civctl::predict::predict(&pe).unwrap().unwrap();
+    assert!(!predicted.is_empty());
+    for site in &predicted {
+        let lines = civctl::predict::disasm::site_lines(&pe, &sections, site, 8);
+        let mnemonic = lines
+            .last()
+            .and_then(|l| l.split("  ").nth(1))
+            .and_then(|i| i.split(' ').next());
+        assert!(
+            matches!(mnemonic, Some("bl" | "blr" | "b" | "br")),
+            "{lines:#?}"
+        );
+        assert!(lines.iter().all(|l| !l.contains("(bad)")), "{lines:#?}");
+    }
 }
 
 #[test]

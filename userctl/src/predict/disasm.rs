@@ -1,5 +1,7 @@
-//! The disassembly of a predicted site's block, in Intel syntax, with IAT
-//! slots named `__imp_<import>`: what a person reads to check a prediction.
+//! The disassembly of a predicted site's block, x86 and x64 in Intel
+//! syntax with IAT slots named `__imp_<import>`, ARM64 in its own (the
+//! slots are reached by `adrp`/`ldr` pairs, so they stay addresses): what a
+//! person reads to check a prediction.
 
 use super::Site;
 use super::sweep::Code;
@@ -48,6 +50,41 @@ pub fn site_lines(pe: &PeImage<'_>, sections: &[Code<'_>], site: &Site, max: usi
     let Some(section) = sections.iter().find(|s| s.contains(site.rva)) else {
         return Vec::new();
     };
+    let mut lines = if pe.machine() == super::arm64::MACHINE_ARM64 {
+        a64_lines(section, site)
+    } else {
+        x86_lines(pe, section, site)
+    };
+    if lines.len() > max {
+        let cut = lines.len() - max;
+        lines.drain(..cut);
+        lines.insert(0, "...".into());
+    }
+    lines
+}
+
+/// ARM64: one instruction per 4 bytes, from the block start to the site.
+fn a64_lines(section: &Code<'_>, site: &Site) -> Vec<String> {
+    use yaxpeax_arch::{Decoder as _, U8Reader};
+    let d = yaxpeax_arm::armv8::a64::InstDecoder::default();
+    let words = site.rva.saturating_sub(site.block_start) / 4 + 1;
+    section
+        .from(site.block_start)
+        .chunks_exact(4)
+        .take(words as usize)
+        .enumerate()
+        .map(|(k, w)| {
+            let rva = site.block_start + 4 * k as u32;
+            let text = d
+                .decode(&mut U8Reader::new(w))
+                .map_or_else(|_| "(bad)".to_string(), |i| i.to_string());
+            format!("{rva:08x}  {text}")
+        })
+        .collect()
+}
+
+/// x86 and x64, in Intel syntax.
+fn x86_lines(pe: &PeImage<'_>, section: &Code<'_>, site: &Site) -> Vec<String> {
     let mut names = import_names(pe);
     if let Some(t) = site.thunk {
         names.insert(u64::from(t), format!("{}_thunk", site.hook.name));
@@ -75,11 +112,6 @@ pub fn site_lines(pe: &PeImage<'_>, sections: &[Code<'_>], site: &Site, max: usi
         if i.ip32() == site.rva {
             break;
         }
-    }
-    if lines.len() > max {
-        let cut = lines.len() - max;
-        lines.drain(..cut);
-        lines.insert(0, "...".into());
     }
     lines
 }
