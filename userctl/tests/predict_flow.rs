@@ -113,6 +113,20 @@ fn check(fixture: Fixture) {
         );
     }
 
+    // A constant the ARM64 code loads from a literal pool in its (read-only)
+    // code: the constant, and the `ldr` that loads it.
+    assert_eq!(
+        verdict("flow-literal"),
+        "clean",
+        "{what}: {}",
+        s["flow-literal"]
+    );
+    assert_eq!(value("flow-literal"), Some(0x4000_0010), "{what}");
+    if fixture == Fixture::FlowClangArm64 {
+        let r = reason(&s["flow-literal"]);
+        assert!(r.contains("is a constant, set by `ldr w"), "{what}: {r}");
+    }
+
     // A value set before a branch and live across it: the constant, set
     // before the call inside the branch.
     assert_eq!(verdict("flow-branch"), "clean", "{what}");

@@ -297,6 +297,16 @@ pub(super) fn step(
                 }
             }
         }
+        Opcode::LDR | Opcode::LDRSW if matches!(ops[1], Operand::PCOffset(_)) => {
+            // A literal: compilers put constants they cannot make in two
+            // instructions (MSVC: 0x40000010) in a pool beside the code.
+            if let (Some((d, wide)), Operand::PCOffset(off)) = (reg(&ops[0]), ops[1]) {
+                let signed = i.opcode == Opcode::LDRSW;
+                let size = if wide && !signed { 8 } else { 4 };
+                let v = literal(img, (i64::from(at) + off) as u32, size, signed);
+                write(s, d, wide, v.map_or(Val::UNKNOWN, Val::constant), at);
+            }
+        }
         Opcode::LDR
         | Opcode::LDRB
         | Opcode::LDRH
@@ -419,6 +429,24 @@ pub(super) fn step(
             }
         }
     }
+}
+
+/// The value of a literal `size` bytes wide at an RVA, when nothing can
+/// change it: its section is not writable and the file holds its bytes.
+fn literal(img: &Image<'_>, rva: u32, size: usize, signed: bool) -> Option<u64> {
+    let section = img.pe.section_containing(rva)?;
+    if section.is_writable() {
+        return None;
+    }
+    let b = img.pe.bytes_at(rva, size, "literal").ok()?;
+    let mut v = [0u8; 8];
+    v.get_mut(..size)?.copy_from_slice(b.get(..size)?);
+    let v = u64::from_le_bytes(v);
+    Some(if signed {
+        v as u32 as i32 as i64 as u64
+    } else {
+        v
+    })
 }
 
 /// A pre- or post-indexed access writes its base back.
