@@ -10,8 +10,9 @@
 #   windivert-1.3/WinDivert{32,64}.sys  the PyPI wheel pydivert 2.1.0
 #   windivert-2.2/WinDivert64.sys       the PyPI wheel pydivert 4.0.1 (win_amd64)
 #   vigembus-1.17/{x64,x86}/ViGEmBus.sys  the MSIs inside PyPI's vgamepad 0.2.0 sdist
+#   winfsp-2.1/winfsp-{a64,x64,x86}.sys  the WinFsp MSI inside PyPI's memfile 0.0.5 sdist
 #   efi/ipxe-snponly.efi                Debian's ipxe package (SectionAlignment 0x20)
-# Needs python3 with pip, unzip, tar, dpkg-deb and apt-get; msitools is
+# Needs python3 with pip, curl, unzip, tar, dpkg-deb and apt-get; msitools is
 # installed from Debian when msiextract is missing. Files already present
 # with the right hash are kept. Exit 0 when every file is present and right.
 set -euo pipefail
@@ -68,6 +69,23 @@ for arch in x64 x86; do
   sys=$(find "$scratch/msi-$arch" -name ViGEmBus.sys -print -quit)
   [ -n "$sys" ] || { echo "no ViGEmBus.sys in the $arch MSI" >&2; exit 1; }
   place "$sys" "vigembus-1.17/$arch/ViGEmBus.sys"
+done
+
+# WinFsp 2.1 for ARM64, x64 and x86: the installer MSI inside PyPI's
+# memfile 0.0.5 sdist. Fetched by its URL and hash, not `pip download`,
+# which would need the sdist's build backend (maturin) to read its metadata.
+memfile=memfile-0.0.5.tar.gz
+curl -sSfL -o "$scratch/$memfile" \
+  https://files.pythonhosted.org/packages/48/8c/c79e6feb4afd9085edbda65a00c0f752331067fa9e15ce10292b6aa9a6a2/$memfile
+echo "7b037c66c0902aac6a76d1ce30f52f669485bad475fa986b31683a9e7bcf4804  $scratch/$memfile" |
+  sha256sum --check --quiet
+tar -xzf "$scratch/$memfile" -C "$scratch" memfile-0.0.5/python/memfile/_winfsp/winfsp-2.1.25156.msi
+mkdir -p "$scratch/msi-winfsp"
+msiextract -C "$scratch/msi-winfsp" "$scratch"/memfile-0.0.5/python/memfile/_winfsp/winfsp-2.1.25156.msi >/dev/null
+for arch in a64 x64 x86; do
+  sys=$(find "$scratch/msi-winfsp" -name "winfsp-$arch.sys" -print -quit)
+  [ -n "$sys" ] || { echo "no winfsp-$arch.sys in WinFsp's MSI" >&2; exit 1; }
+  place "$sys" "winfsp-2.1/winfsp-$arch.sys"
 done
 
 # A UEFI image whose sections are aligned to 0x20, below the page size.

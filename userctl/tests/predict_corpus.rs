@@ -1,6 +1,7 @@
 //! Call-site prediction on the real drivers of tests/corpus: every
-//! predicted site of the x64 and x86 drivers, with its verdict's reason and
-//! the disassembly of its block, is compared with a reviewed snapshot (tests/snapshots/predict_corpus.txt;
+//! predicted site of the x64, x86 and ARM64 drivers, with its verdict's
+//! reason and the disassembly of its block, is compared with a reviewed
+//! snapshot (tests/snapshots/predict_corpus.txt;
 //! `CIV_BLESS=1 cargo test -p civctl --test predict_corpus` rewrites it for
 //! review after a deliberate change).
 
@@ -28,7 +29,7 @@ fn snapshot() -> String {
     .unwrap();
     for row in rows
         .iter()
-        .filter(|r| r.machine == "AMD64" || r.machine == "I386")
+        .filter(|r| matches!(r.machine.as_str(), "AMD64" | "I386" | "ARM64"))
     {
         let data = std::fs::read(corpus.join(&row.path)).unwrap();
         let pe = PeImage::parse(&data, Layout::File).unwrap();
