@@ -146,3 +146,73 @@ fn x86_drivers_are_predicted_too() {
     assert_eq!(count(&sites, "violation"), count(sites64, "violation"));
     assert!(sites.iter().all(|s| s["value"].is_u64()), "{sites:#?}");
 }
+
+#[test]
+fn winfsp_is_resolved_alike_on_arm64_and_x64() {
+    // WinFsp 2.1's driver, one source built by MSVC for ARM64 and x64:
+    // every site is clean on both, each for a reason a careful reader
+    // gives.
+    let site = |sites: &[serde_json::Value], rva: u64| -> serde_json::Value {
+        sites
+            .iter()
+            .find(|s| s["rva"] == rva)
+            .unwrap_or_else(|| panic!("no site at {rva:#x}"))
+            .clone()
+    };
+    let mut all = Vec::new();
+    for (path, n) in [
+        ("winfsp-2.1/winfsp-a64.sys", 67),
+        ("winfsp-2.1/winfsp-x64.sys", 66),
+    ] {
+        let (code, v) = scan_json(&[&corpus_dir().join(path)], &[]);
+        let sites = v["files"][0]["predicted"].as_array().unwrap().clone();
+        assert_eq!(code, 0, "{path}");
+        assert_eq!(sites.len(), n, "{path}");
+        for s in &sites {
+            assert_eq!(s["verdict"], "clean", "{path}: {s}");
+        }
+        all.push(sites);
+    }
+    let (a64, x64) = (&all[0], &all[1]);
+    // ARM64: MSVC loads 0x40000010 from a literal pool beside the code.
+    let s = site(a64, 0x10a5c);
+    assert_eq!(s["value"], 0x4000_0010u64, "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("set by `ldr w5, $+0x490`"),
+        "{s}"
+    );
+    // ARM64: a pool type chosen by csel between two clean constants.
+    let s = site(a64, 0x1b7f0);
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("chosen by `csel w0, w10, w8, ne` at 0x1b728 between 0x200"),
+        "{s}"
+    );
+    // x64: the same choice reads the NX opt-in's global.
+    let s = site(x64, 0x1dacf);
+    let r = s["reason"].as_str().unwrap();
+    assert!(
+        r.starts_with("clean on Windows 8 and later: PoolType is chosen by `cmovne ecx, [0A2E0h]`"),
+        "{r}"
+    );
+    // x64: the wrapper's callers, one of which passes `lea ecx, [rax+1]`
+    // where `test rax, rax` / `jne` found rax zero, one the global, one
+    // the choice.
+    let s = site(x64, 0x44ff);
+    let callers = s["callers"].as_array().unwrap();
+    assert!(callers.iter().all(|c| c["verdict"] == "clean"), "{s}");
+    let by = |rva: u64| callers.iter().find(|c| c["rva"] == rva).unwrap().clone();
+    assert_eq!(by(0x17fe1)["value"], 1, "{s}");
+    assert!(by(0x1da28)["value"].is_null(), "{s}");
+    let r = s["reason"].as_str().unwrap();
+    assert!(
+        r.contains("0x1da28 passes the global at 0xa2e0 (clean on Windows 8 and later")
+            && r.contains("0x1da08 passes the value `cmovne ecx, [0A2E0h]` at 0x1da01 chooses"),
+        "{r}"
+    );
+}

@@ -127,6 +127,33 @@ fn check(fixture: Fixture) {
         assert!(r.contains("is a constant, set by `ldr w"), "{what}: {r}");
     }
 
+    // A conditional move or select between two values: judged for both.
+    assert_eq!(
+        verdict("flow-choice"),
+        "clean",
+        "{what}: {}",
+        s["flow-choice"]
+    );
+    let r = reason(&s["flow-choice"]);
+    assert!(r.contains("is chosen by `"), "{what}: {r}");
+    assert!(
+        r.contains("0x1 (PagedPool)") && r.contains("0x200 (NonPagedPoolNx)"),
+        "{what}: {r}"
+    );
+    assert!(r.contains("clean either way"), "{what}: {r}");
+    // One of the two NonPagedPool: not one answer, and said so.
+    assert_eq!(verdict("flow-choice-mixed"), "unknown", "{what}");
+    let r = reason(&s["flow-choice-mixed"]);
+    assert!(
+        r.contains("0x0 (NonPagedPool) (a violation)") && r.contains("not one answer"),
+        "{what}: {r}"
+    );
+
+    // On the path where `test r, r` / `cbnz` found a register zero, it is:
+    // `flags + 1` is PagedPool there.
+    assert_eq!(verdict("flow-zero"), "clean", "{what}: {}", s["flow-zero"]);
+    assert_eq!(value("flow-zero"), Some(1), "{what}");
+
     // A value set before a branch and live across it: the constant, set
     // before the call inside the branch.
     assert_eq!(verdict("flow-branch"), "clean", "{what}");

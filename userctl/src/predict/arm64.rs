@@ -22,7 +22,7 @@ use super::Via;
 use super::functions::Region;
 use super::image::Image;
 use super::sites::RawSite;
-use super::track::Env;
+use super::track::{Env, Origin};
 use super::value::Val;
 use civ_engine::catalog::CATALOG;
 use std::collections::{BTreeSet, HashMap};
@@ -65,6 +65,8 @@ struct Call {
     at: u32,
     target: u32,
     args: [Val; 8],
+    /// Who last wrote each of x0-x7.
+    origins: [Origin; 8],
 }
 
 /// What the analysis of an ARM64 image found.
@@ -82,6 +84,9 @@ pub struct Analysis {
     compares: Vec<(u32, u64, String)>,
     /// Conditional branches.
     branches: Vec<u32>,
+    /// Conditional selects (`csel`, `csinc`): (RVA, the two values), in
+    /// the state before them.
+    choices: Vec<(u32, [Val; 2])>,
     /// Bytes decoded.
     pub decoded: usize,
 }
@@ -172,6 +177,13 @@ fn stops(op: Opcode) -> bool {
         op,
         Opcode::B | Opcode::BR | Opcode::RET | Opcode::BRK | Opcode::UDF
     )
+}
+
+impl Analysis {
+    /// The two values the conditional select at an RVA chooses between.
+    pub fn choices(&self, rva: u32) -> Option<[Val; 2]> {
+        self.choices.iter().find(|c| c.0 == rva).map(|c| c.1)
+    }
 }
 
 /// The instruction at an RVA, as text.
@@ -344,15 +356,26 @@ fn analyze_region(img: &Image<'_>, region: &Region, out: &mut Analysis) {
         for x in &insns[starts[b]..last] {
             step(&mut s, x, img, None);
         }
+        let zero = zero_edge(&insns[last - 1], b, last < n, |k| index(k).map(block_of));
         for &t in &succs[b] {
             if fixed[t] {
                 continue;
             }
             let rva = insns[starts[t]].rva;
+            // On the path where cbz/cbnz found the register zero, it is.
+            let mut zeroed = None;
+            if let Some((z, r, wide)) = zero
+                && z == t
+            {
+                let mut st = s.clone();
+                st.know_zero(r, wide, insns[last - 1].rva);
+                zeroed = Some(st);
+            }
+            let from = zeroed.as_ref().unwrap_or(&s);
             let changed = match &mut ins[t] {
-                Some(st) => st.meet(&s, rva),
+                Some(st) => st.meet(from, rva),
                 slot @ None => {
-                    *slot = Some(s.clone());
+                    *slot = Some(from.clone());
                     true
                 }
             };
@@ -373,6 +396,30 @@ fn analyze_region(img: &Image<'_>, region: &Region, out: &mut Analysis) {
             step(&mut s, x, img, Some((&mut *out, region.entry)));
         }
     }
+}
+
+/// `cbz`/`cbnz` ending block `b`: the successor reached when its register
+/// is zero (cbz taken, cbnz not), the register and its width; `None` when
+/// both ways lead to the same block. `falls`: an instruction follows.
+fn zero_edge(
+    x: &Insn,
+    b: usize,
+    falls: bool,
+    block_at: impl Fn(u32) -> Option<usize>,
+) -> Option<(usize, usize, bool)> {
+    let i = x.i.as_ref()?;
+    let (r, wide) = reg(&i.operands[0])?;
+    let taken = block_at(branch_target(x)?)?;
+    let fall = falls.then_some(b + 1);
+    if Some(taken) == fall {
+        return None;
+    }
+    let zero = match i.opcode {
+        Opcode::CBZ => taken,
+        Opcode::CBNZ => fall?,
+        _ => return None,
+    };
+    Some((zero, r, wide))
 }
 
 /// Notes a call site, a call to the driver's code, an import call, a
@@ -436,13 +483,14 @@ fn record(
                     // driver's own code.
                     if i.opcode == Opcode::BL || !region.contains(t) {
                         let mut args = [Val::UNKNOWN; 8];
-                        for (k, a) in args.iter_mut().enumerate() {
-                            *a = s.regs[k];
-                        }
+                        let mut origins = [Origin::BeforeBlock; 8];
+                        args.copy_from_slice(&s.regs[..8]);
+                        origins.copy_from_slice(&s.origin[..8]);
                         out.calls.push(Call {
                             at: x.rva,
                             target: t,
                             args,
+                            origins,
                         });
                     }
                     return;

@@ -10,8 +10,9 @@ use super::image::Image;
 use super::refs::{self, Addressing};
 use super::sites::{RawSite, argument};
 use super::sweep::is_near;
+use super::track::Origin;
 use super::value::{Known, Sym, Val};
-use super::verdict::{Outcome, global_values, judge_value};
+use super::verdict::{Outcome, from_choice, from_globals, global_values, judge_value};
 use super::{Verdict, value_name};
 use iced_x86::FlowControl;
 use serde::Serialize;
@@ -34,9 +35,9 @@ pub struct CallerValue {
 }
 
 /// What the direct callers of the function at `entry` pass as parameter
-/// `param`: (call RVA, value) each; or why they cannot all be seen, and
-/// where. Found once per image.
-pub type Passed = Result<Vec<(u32, Val)>, (String, u32)>;
+/// `param`: (call RVA, value, who last wrote it) each; or why they cannot
+/// all be seen, and where. Found once per image.
+pub type Passed = Result<Vec<(u32, Val, Origin)>, (String, u32)>;
 
 /// [`Passed`] for a function and parameter, from the image's cache.
 pub fn passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
@@ -146,7 +147,8 @@ fn find_passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
         let Some((state, _)) = flow.state_before(i.ip32(), &img.imports) else {
             continue;
         };
-        values.push((i.ip32(), argument(&state, None, param, tail).0));
+        let (v, origin) = argument(&state, None, param, tail);
+        values.push((i.ip32(), v, origin));
     }
     if values.is_empty() {
         return unknown(
@@ -182,17 +184,77 @@ pub fn decide(
     };
     let width = super::mask_of(checked.width);
     let mut callers = Vec::new();
+    let mut list = Vec::new();
     let mut worst: Option<(u32, Option<civ_engine::check::Violation>)> = None;
     let mut unknown_at = None;
-    for (at, v) in values {
+    // Some caller passes the driver runtime's NX default: clean only from
+    // Windows 8 on.
+    let mut from_windows_8 = false;
+    for (at, v, origin) in values {
         // The wrapper's own bits override the caller's.
         let passed = |x: u64| known.over(x) & width;
-        let judged: Vec<(u64, Verdict, Option<civ_engine::check::Violation>)> =
+        let mut text = None;
+        // (value, or None for several; verdict; the engine's violation)
+        let judged: Vec<(Option<u64>, Verdict, Option<civ_engine::check::Violation>)> =
             match (v.known.value(width), v.sym) {
                 (Some(x), _) => {
                     let x = passed(x);
                     let (verdict, violation) = judge_value(hook, &site.args, x, caller);
-                    vec![(x, verdict, violation)]
+                    vec![(Some(x), verdict, violation)]
+                }
+                // A global passed on as is: judged as at a direct call,
+                // the runtime's NX opt-in included.
+                (None, Sym::Globals { .. }) if known.mask & width == 0 => {
+                    let o = from_globals(img, site, v, width, caller);
+                    let verdict = o.verdict.unwrap_or(Verdict::Unknown);
+                    let globals: Vec<String> =
+                        v.sym.globals().iter().map(|g| format!("{g:#x}")).collect();
+                    let opt_in = o.reason.starts_with("clean on Windows 8 and later");
+                    from_windows_8 |= opt_in;
+                    if verdict != Verdict::Unknown && o.value.is_none() {
+                        text = Some(format!(
+                            "{at:#x} passes the global at {} ({})",
+                            globals.join(" and "),
+                            if opt_in {
+                                "clean on Windows 8 and later, the driver runtime's NX opt-in"
+                            } else {
+                                verdict_word(verdict)
+                            }
+                        ));
+                    }
+                    match o.verdict {
+                        // One verdict for every value the globals hold.
+                        Some(verdict) if verdict != Verdict::Unknown => {
+                            vec![(o.value, verdict, o.violation)]
+                        }
+                        _ => Vec::new(),
+                    }
+                }
+                // Chosen by a conditional move or select in the caller:
+                // each of the two values judged.
+                (None, _)
+                    if known.mask & width == 0
+                        && let Origin::At(c) = origin
+                        && let Some(region) = img.region_of(c)
+                        && let Some(o) = from_choice(img, site, &region, c, caller) =>
+                {
+                    let verdict = o.verdict.unwrap_or(Verdict::Unknown);
+                    let opt_in = o.reason.starts_with("clean on Windows 8 and later");
+                    from_windows_8 |= opt_in;
+                    text = Some(format!(
+                        "{at:#x} passes the value `{}` at {c:#x} chooses ({})",
+                        super::verdict::instruction_text(img, c).unwrap_or_default(),
+                        if opt_in {
+                            "clean on Windows 8 and later"
+                        } else {
+                            verdict_word(verdict)
+                        }
+                    ));
+                    if verdict == Verdict::Unknown {
+                        Vec::new()
+                    } else {
+                        vec![(None, verdict, o.violation)]
+                    }
                 }
                 (None, Sym::Globals { .. }) => match global_values(img, v) {
                     Ok((vals, _)) => vals
@@ -200,7 +262,7 @@ pub fn decide(
                         .map(|(x, _)| {
                             let x = passed(x);
                             let (verdict, violation) = judge_value(hook, &site.args, x, caller);
-                            (x, verdict, violation)
+                            (Some(x), verdict, violation)
                         })
                         .collect(),
                     Err(_) => Vec::new(),
@@ -214,29 +276,33 @@ pub fn decide(
         } else {
             Verdict::Unknown
         };
-        let value = (judged.len() == 1).then(|| judged[0].0);
+        let value = if judged.len() == 1 { judged[0].0 } else { None };
         if verdict == Verdict::Violation && worst.is_none() {
             worst = Some((at, judged.first().and_then(|j| j.2)));
         }
         if verdict == Verdict::Unknown && unknown_at.is_none() {
             unknown_at = Some(at);
         }
+        let value_name = value.map(|x| value_name(&hook.rule, x));
+        list.push(match (text, value, &value_name) {
+            (Some(t), _, _) => t,
+            (None, Some(v), Some(n)) => format!("{at:#x} passes {v:#x} ({n})"),
+            _ => format!("{at:#x} passes a value not known"),
+        });
         callers.push(CallerValue {
             rva: at,
             value,
-            value_name: value.map(|x| value_name(&hook.rule, x)),
+            value_name,
             verdict,
         });
     }
-    let list: Vec<String> = callers
-        .iter()
-        .map(|c| match (c.value, &c.value_name) {
-            (Some(v), Some(n)) => format!("{:#x} passes {v:#x} ({n})", c.rva),
-            _ => format!("{:#x} passes a value not known", c.rva),
-        })
-        .collect();
     let what = format!(
-        "it is parameter {} of the function at {entry:#x}; its callers: {}",
+        "{}it is parameter {} of the function at {entry:#x}; its callers: {}",
+        if from_windows_8 && worst.is_none() && unknown_at.is_none() {
+            "clean on Windows 8 and later: "
+        } else {
+            ""
+        },
         param + 1,
         list.join(", ")
     );
@@ -252,5 +318,13 @@ pub fn decide(
         reason: what,
         reason_rva: Some(at),
         callers,
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Clean => "clean",
+        Verdict::Violation => "a violation",
+        Verdict::Unknown => "not known",
     }
 }

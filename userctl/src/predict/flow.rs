@@ -17,7 +17,8 @@ use super::functions::Region;
 use super::sweep::{self, Code, is_near};
 use super::track::{Env, State, anchor};
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind,
+    Register,
 };
 
 /// Steps of each block, on average, at most: a region still changing then
@@ -39,6 +40,9 @@ struct Block {
     /// Control arrives from outside what the region shows: the state at
     /// its start is fixed, nothing known (or the parameters, at the entry).
     fixed: bool,
+    /// The block ends with `test r, r` (or `cmp r, 0`) and `je`/`jne`:
+    /// the successor reached when r is zero, r, and the test's RVA.
+    zero: Option<(usize, Register, u32)>,
 }
 
 /// The analysis of a region.
@@ -198,6 +202,7 @@ impl Flow {
                     end: k + 1,
                     succs: Vec::new(),
                     fixed: false,
+                    zero: None,
                 });
             } else if let Some(b) = self.blocks.last_mut() {
                 b.end = k + 1;
@@ -217,17 +222,25 @@ impl Flow {
                     | FlowControl::XbeginXabortXend
             );
             let end = self.blocks[b].end;
-            if falls && end < n && !leader_is_gap(&self.insns, end) {
-                succs.push(block_of[end]);
-            }
-            if matches!(
+            let fall =
+                (falls && end < n && !leader_is_gap(&self.insns, end)).then(|| block_of[end]);
+            succs.extend(fall);
+            let taken = if matches!(
                 last.flow_control(),
                 FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
             ) && is_near(last)
                 && let Some(k) = index_of(&self.insns, last.near_branch_target() as u32)
             {
                 succs.push(block_of[k]);
-            }
+                Some(block_of[k])
+            } else {
+                None
+            };
+            let first = self.blocks[b].first;
+            self.blocks[b].zero = end
+                .checked_sub(2)
+                .filter(|&p| p >= first)
+                .and_then(|p| zero_test(&self.insns[p], last, taken, fall));
             succs.sort_unstable();
             succs.dedup();
             for &s in &succs {
@@ -301,10 +314,20 @@ impl Flow {
                     continue;
                 }
                 let rva = self.insns[self.blocks[t].first].ip32();
+                // On the path where the tested register is zero, it is.
+                let mut zeroed = None;
+                if let Some((z, reg, at)) = block.zero
+                    && z == t
+                {
+                    let mut r = s.clone();
+                    r.know_zero(reg, at);
+                    zeroed = Some(r);
+                }
+                let out = zeroed.as_ref().unwrap_or(&s);
                 let changed = match &mut self.ins[t] {
-                    Some(x) => x.meet(&s, rva),
+                    Some(x) => x.meet(out, rva),
                     slot @ None => {
-                        *slot = Some(Box::new(s.clone()));
+                        *slot = Some(Box::new(out.clone()));
                         true
                     }
                 };
@@ -372,6 +395,41 @@ impl Flow {
             .checked_sub(1)?;
         Some(self.insns.get(self.blocks.get(b)?.first)?.ip32())
     }
+}
+
+/// `test r, r` or `cmp r, 0` (`prev`) then `je`/`jne` (`last`): the
+/// successor block reached when r is zero (`je` taken, `jne` not), r, and
+/// the test's RVA. `None` when both ways lead to the same block.
+fn zero_test(
+    prev: &Instruction,
+    last: &Instruction,
+    taken: Option<usize>,
+    fall: Option<usize>,
+) -> Option<(usize, Register, u32)> {
+    let reg = prev.op0_register();
+    let tests_zero = match prev.mnemonic() {
+        Mnemonic::Test => {
+            prev.op_count() == 2
+                && prev.op0_kind() == OpKind::Register
+                && prev.op1_kind() == OpKind::Register
+                && prev.op1_register() == reg
+        }
+        Mnemonic::Cmp => {
+            prev.op_count() == 2
+                && prev.op0_kind() == OpKind::Register
+                && prev.try_immediate(1).ok() == Some(0)
+        }
+        _ => false,
+    };
+    if !tests_zero || super::track::gpr(reg).is_none() || taken == fall {
+        return None;
+    }
+    let zero = match last.mnemonic() {
+        Mnemonic::Je => taken?,
+        Mnemonic::Jne => fall?,
+        _ => return None,
+    };
+    Some((zero, reg, prev.ip32()))
 }
 
 /// The blocks waiting to be stepped, taken lowest first: one bit each.

@@ -423,6 +423,28 @@ impl State {
         }
     }
 
+    /// On a path where `test reg, reg` found it zero: its bits are zero
+    /// (the rest of a 32-, 16- or 8-bit register's as before), said by the
+    /// test at `at`.
+    pub fn know_zero(&mut self, reg: Register, at: u32) {
+        let Some(n) = gpr(reg) else {
+            return;
+        };
+        if is_high_byte(reg) || n == RSP {
+            return;
+        }
+        let m = width_mask(reg.size());
+        let old = self.regs[n];
+        self.regs[n] = Known {
+            bits: old.bits & !m,
+            mask: old.mask | m,
+        };
+        self.syms[n] = Sym::None;
+        self.origin[n] = Origin::At(at);
+        self.func[n] = None;
+        self.alias[n] = None;
+    }
+
     fn forget_reg(&mut self, n: usize, origin: Origin) {
         self.regs[n] = Known::UNKNOWN;
         self.syms[n] = Sym::None;

@@ -15,6 +15,7 @@
 //! one with what stopped the analysis.
 
 use super::callers::{self, CallerValue};
+use super::functions::Region;
 use super::globals::{self, Facts};
 use super::image::Image;
 use super::sites::RawSite;
@@ -218,6 +219,12 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
             callers::decide(img, site, usize::from(n), entry, val.known, caller)
         }
         _ => {
+            let region = site.region.clone();
+            if let Origin::At(at) = origin
+                && let Some(o) = from_choice(img, site, &region, at, caller)
+            {
+                return o;
+            }
             let (reason, at) = origin_reason("it is", origin, site, img);
             Outcome {
                 verdict: Some(Verdict::Unknown),
@@ -227,6 +234,127 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
             }
         }
     }
+}
+
+/// The two values the conditional move or select at `at` (in `region`)
+/// chooses between.
+fn choices_at(img: &mut Image<'_>, region: &Region, at: u32) -> Option<[Val; 2]> {
+    if let Some(a) = &img.arm {
+        return a.choices(at);
+    }
+    img.ensure(region);
+    let flow = img.analyzed(region)?;
+    let (state, _) = flow.state_before(at, &img.imports)?;
+    let i = flow.insns().get(flow.index_of(at)?)?;
+    state.choices(i, &img.imports)
+}
+
+/// The outcome for a value set by a conditional move or select (`cmovne`,
+/// `csel` at `at`, in `region`) for `site`'s checked argument: each of the
+/// two values judged as a value of its own (a constant, known bits, the
+/// driver's globals); one verdict when both agree, clean on Windows 8 and
+/// later when that is what one of them is.
+pub fn from_choice(
+    img: &mut Image<'_>,
+    site: &RawSite,
+    region: &Region,
+    at: u32,
+    caller: u64,
+) -> Option<Outcome> {
+    let hook = site.hook;
+    let (checked, _, name) = checked_argument(&hook.rule)?;
+    let width = mask_of(checked.width);
+    let choices = choices_at(img, region, at)?;
+    let text = instruction_text(img, at).unwrap_or_default();
+    let mut parts = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut violation = None;
+    let mut from_windows_8 = false;
+    for v in choices {
+        let (part, verdict, vio) = if let Some(x) = v.known.value(width) {
+            let (verdict, vio) = judge_value(hook, &site.args, x, caller);
+            (hex_named(hook, x), verdict, vio)
+        } else if let Sym::Globals { .. } = v.sym {
+            let o = from_globals(img, site, v, width, caller);
+            let opt_in = o.reason.starts_with("clean on Windows 8 and later");
+            from_windows_8 |= opt_in;
+            let globals: Vec<String> = v.sym.globals().iter().map(|g| format!("{g:#x}")).collect();
+            let part = format!(
+                "the global at {}{}",
+                globals.join(" and "),
+                if opt_in {
+                    " (the driver runtime's NX default)"
+                } else {
+                    ""
+                }
+            );
+            (part, o.verdict.unwrap_or(Verdict::Unknown), o.violation)
+        } else {
+            let mut known: Vec<Known> = site.args.iter().map(|a| a.known).collect();
+            if let Some(k) = known.get_mut(usize::from(checked.index)) {
+                *k = v.known;
+            }
+            let (_, verdict, vio) = judge(hook, &known, caller);
+            (
+                format!(
+                    "{:#x} under the mask {:#x}",
+                    v.known.bits & width,
+                    v.known.mask & width
+                ),
+                verdict,
+                vio,
+            )
+        };
+        parts.push(part);
+        violation = violation.or(vio);
+        verdicts.push(verdict);
+    }
+    let word = |v: Verdict| match v {
+        Verdict::Clean => "clean",
+        Verdict::Violation => "a violation",
+        Verdict::Unknown => "not known",
+    };
+    let chosen = format!("{name} is chosen by `{text}` at {at:#x}");
+    let (verdict, reason) = match (verdicts[0], verdicts[1]) {
+        (a, b) if a == b && a != Verdict::Unknown => {
+            let prefix = if a == Verdict::Clean && from_windows_8 {
+                "clean on Windows 8 and later: "
+            } else {
+                ""
+            };
+            (
+                a,
+                format!(
+                    "{prefix}{chosen} between {} and {}: {} either way",
+                    parts[0],
+                    parts[1],
+                    word(a)
+                ),
+            )
+        }
+        (a, b) => (
+            Verdict::Unknown,
+            format!(
+                "{chosen} between {} ({}) and {} ({}): not one answer",
+                parts[0],
+                word(a),
+                parts[1],
+                word(b)
+            ),
+        ),
+    };
+    Some(Outcome {
+        value: None,
+        verdict: Some(verdict),
+        violation: if verdict == Verdict::Violation {
+            violation
+        } else {
+            None
+        },
+        reason,
+        reason_rva: Some(at),
+        callers: Vec::new(),
+    })
 }
 
 /// The values a term over globals can take, each with the value of every
@@ -302,7 +430,16 @@ fn describe(f: &Facts) -> String {
     s
 }
 
-fn from_globals(img: &mut Image<'_>, site: &RawSite, val: Val, width: u64, caller: u64) -> Outcome {
+/// The outcome for a value read from the driver's globals: one verdict for
+/// every value they hold, or clean on Windows 8 and later for the driver
+/// runtime's NX opt-in, or unknown.
+pub fn from_globals(
+    img: &mut Image<'_>,
+    site: &RawSite,
+    val: Val,
+    width: u64,
+    caller: u64,
+) -> Outcome {
     let hook = site.hook;
     let (values, facts) = match global_values(img, val) {
         Ok(v) => v,

@@ -3,6 +3,7 @@
 
 use super::super::globals::{Facts, Store, VersionTest};
 use super::super::image::Image;
+use super::super::track::Origin;
 use super::super::value::Val;
 use super::{Analysis, text};
 
@@ -118,11 +119,11 @@ impl Analysis {
                 entry,
             ));
         }
-        let values: Vec<(u32, Val)> = self
+        let values: Vec<(u32, Val, Origin)> = self
             .calls
             .iter()
             .filter(|c| c.target == entry)
-            .filter_map(|c| Some((c.at, *c.args.get(param)?)))
+            .filter_map(|c| Some((c.at, *c.args.get(param)?, *c.origins.get(param)?)))
             .collect();
         if values.is_empty() {
             return Err((

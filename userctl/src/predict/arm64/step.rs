@@ -79,6 +79,22 @@ impl State {
         *self != before
     }
 
+    /// On the path where `cbz`/`cbnz` (at `at`) found register n zero:
+    /// its bits are (the low 32 for a W register).
+    pub(super) fn know_zero(&mut self, n: usize, wide: bool, at: u32) {
+        if let Some(r) = self.regs.get_mut(n) {
+            let m = width_mask(width(wide));
+            r.known = Known {
+                bits: r.known.bits & !m,
+                mask: r.known.mask | m,
+            };
+            r.sym = Sym::None;
+            self.origin[n] = Origin::At(at);
+            self.addr[n] = None;
+            self.slot[n] = None;
+        }
+    }
+
     fn forget(&mut self, n: usize, origin: Origin) {
         if let Some(r) = self.regs.get_mut(n) {
             *r = Val::UNKNOWN;
@@ -126,6 +142,8 @@ pub(super) fn read(s: &State, op: &Operand) -> Val {
             }
         }
         Operand::RegShift(ShiftStyle::LSL, 0, size, n) => read(s, &Operand::Register(size, n)),
+        // `add`/`sub` (immediate) name their registers this way; 31 is sp.
+        Operand::RegisterOrSP(size, n) if n < 31 => read(s, &Operand::Register(size, n)),
         Operand::Immediate(i) => Val::constant(u64::from(i)),
         Operand::Imm64(i) => Val::constant(i),
         Operand::Imm16(i) => Val::constant(u64::from(i)),
@@ -376,6 +394,24 @@ pub(super) fn step(
                 }
             }
             writeback(s, &ops[1], at);
+        }
+        Opcode::CSEL | Opcode::CSINC => {
+            // d = cond ? n : m (csinc: m + 1); `cset` is a csinc of zr.
+            if let Some((d, wide)) = reg(&ops[0]) {
+                let (n, m) = (read(s, &ops[1]), read(s, &ops[2]));
+                let m = if i.opcode == Opcode::CSINC {
+                    match m.known.value(width_mask(width(wide))) {
+                        Some(v) => Val::constant(v.wrapping_add(1) & width_mask(width(wide))),
+                        None => Val::UNKNOWN,
+                    }
+                } else {
+                    m
+                };
+                if let Some((o, _)) = out.as_mut() {
+                    o.choices.push((at, [n, m]));
+                }
+                s.forget(d, Origin::At(at));
+            }
         }
         Opcode::BL | Opcode::BLR => {
             for r in (0..18).chain([30]) {

@@ -47,6 +47,35 @@ impl State {
         }
     }
 
+    /// The two values a conditional move chooses between (`cmovcc dst,
+    /// src`), in the state just before it: the destination as it was, and
+    /// the source. `None` for any other instruction.
+    pub fn choices(&self, i: &Instruction, env: &dyn Env) -> Option<[Val; 2]> {
+        let cmov = matches!(
+            i.mnemonic(),
+            Mnemonic::Cmovo
+                | Mnemonic::Cmovno
+                | Mnemonic::Cmovb
+                | Mnemonic::Cmovae
+                | Mnemonic::Cmove
+                | Mnemonic::Cmovne
+                | Mnemonic::Cmovbe
+                | Mnemonic::Cmova
+                | Mnemonic::Cmovs
+                | Mnemonic::Cmovns
+                | Mnemonic::Cmovp
+                | Mnemonic::Cmovnp
+                | Mnemonic::Cmovl
+                | Mnemonic::Cmovge
+                | Mnemonic::Cmovle
+                | Mnemonic::Cmovg
+        );
+        if !cmov || i.op_count() != 2 || i.op0_kind() != OpKind::Register {
+            return None;
+        }
+        Some([self.read(i.op0_register()), self.operand(i, 1, env)])
+    }
+
     /// Writes the destination operand (register or stack memory); any
     /// other destination falls back to the generic rule.
     fn put(
