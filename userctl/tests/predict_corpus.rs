@@ -148,7 +148,7 @@ fn x86_drivers_are_predicted_too() {
 }
 
 #[test]
-fn winfsp_is_resolved_alike_on_arm64_and_x64() {
+fn winfsp_is_resolved_alike_on_arm64_x64_and_x86() {
     // WinFsp 2.1's driver, one source built by MSVC for ARM64 and x64:
     // every site is clean on both, each for a reason a careful reader
     // gives.
@@ -213,6 +213,34 @@ fn winfsp_is_resolved_alike_on_arm64_and_x64() {
     assert!(
         r.contains("0x1da28 passes the global at 0xa2e0 (clean on Windows 8 and later")
             && r.contains("0x1da08 passes the value `cmovne ecx, [0A2E0h]` at 0x1da01 chooses"),
+        "{r}"
+    );
+
+    // The x86 build: the same, but for one parameter read through ebp
+    // after calls (the stack is forgotten at an x86 call).
+    let (_, v) = scan_json(&[&corpus_dir().join("winfsp-2.1/winfsp-x86.sys")], &[]);
+    let x86 = v["files"][0]["predicted"].as_array().unwrap().clone();
+    assert_eq!(x86.len(), 66);
+    let unknown: Vec<&serde_json::Value> = x86.iter().filter(|s| s["verdict"] != "clean").collect();
+    assert_eq!(unknown.len(), 1, "{unknown:#?}");
+    assert_eq!(unknown[0]["rva"], 0x3d62);
+    assert!(
+        unknown[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`push dword ptr [ebp+8]`")
+    );
+    // Arguments pushed after a store through ebp (which stays the frame
+    // pointer across calls): the constant pushed.
+    let s = site(&x86, 0x8736);
+    assert_eq!(s["value"], 1, "{s}");
+    // Two paths into the call's block, the NX opt-in's global on one and
+    // `xor ecx, ecx` / `inc ecx` on the other.
+    let r = site(&x86, 0x1606d)["reason"].as_str().unwrap().to_string();
+    assert!(
+        r.starts_with(
+            "clean on Windows 8 and later: PoolType differs between the 2 paths into 0x1605f"
+        ) && r.contains("0x1 (PagedPool)"),
         "{r}"
     );
 }

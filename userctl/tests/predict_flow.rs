@@ -165,15 +165,33 @@ fn check(fixture: Fixture) {
         s["flow-branch"]
     );
     assert_eq!(value("flow-branch-inner"), Some(0x40), "{what}");
-    // Paths that disagree: unknown, and said so (the ARM64 analysis does
-    // not follow the stack, where the unoptimized function keeps it).
+    // Paths that disagree: unknown, and said so with each path's value
+    // (the ARM64 analysis does not follow the stack, where the unoptimized
+    // function keeps it).
     assert_eq!(verdict("flow-paths-differ"), "unknown", "{what}");
     let r = reason(&s["flow-paths-differ"]);
     if fixture == Fixture::FlowClangArm64 {
         assert!(r.contains("`ldr w0, [sp"), "{what}: {r}");
     } else {
         assert!(
-            r.contains("not the same constant on every path"),
+            r.contains("differs between the 2 paths into ")
+                && r.contains("0x0 (NonPagedPool) (a violation)")
+                && r.contains("0x200 (NonPagedPoolNx) (clean)"),
+            "{what}: {r}"
+        );
+    }
+
+    // Paths that disagree, each clean: clean either way (x86 and x64; the
+    // ARM64 build keeps the value on the stack, which it does not follow).
+    let r = reason(&s["flow-paths-agree"]);
+    if fixture == Fixture::FlowClangArm64 {
+        assert_eq!(verdict("flow-paths-agree"), "unknown", "{what}: {r}");
+    } else {
+        assert_eq!(verdict("flow-paths-agree"), "clean", "{what}: {r}");
+        assert!(
+            r.contains("differs between the 2 paths into ")
+                && r.contains("0x1 (PagedPool)")
+                && r.contains("clean either way"),
             "{what}: {r}"
         );
     }

@@ -48,6 +48,8 @@ struct Block {
 /// The analysis of a region.
 pub struct Flow {
     wide: bool,
+    /// The region's entry.
+    entry: u32,
     insns: Vec<Instruction>,
     /// Control cannot fall into instruction n (it follows a `ret`, an
     /// unconditional jump, `int3`, or padding after one).
@@ -95,6 +97,7 @@ impl Flow {
         insns.dedup_by_key(|i| i.ip32());
         let mut flow = Flow {
             wide,
+            entry: region.entry,
             after_stop: Vec::with_capacity(insns.len()),
             insns,
             blocks: Vec::new(),
@@ -384,6 +387,50 @@ impl Flow {
             s.step(i, env, &mut info);
         }
         Some((s, start))
+    }
+
+    /// The state just before the instruction at `rva` along each way into
+    /// its block, kept apart: one per predecessor block with a state (and
+    /// the parameters, at the region's entry). `None` when fewer than two.
+    pub fn states_before_by_path(&self, rva: u32, env: &dyn Env) -> Option<Vec<State>> {
+        let k = self.index_of(rva)?;
+        let b = self
+            .blocks
+            .partition_point(|b| b.first <= k)
+            .checked_sub(1)?;
+        let block = self.blocks.get(b)?;
+        if block.fixed {
+            return None;
+        }
+        let start = self.insns.get(block.first)?.ip32();
+        let mut info = InstructionInfoFactory::new();
+        let mut paths = Vec::new();
+        if start == self.entry {
+            paths.push(State::entry(self.wide, start));
+        }
+        for (p, pred) in self.blocks.iter().enumerate() {
+            if !pred.succs.contains(&b) {
+                continue;
+            }
+            let Some(mut s) = self.ins.get(p).and_then(|s| s.as_deref()).cloned() else {
+                continue;
+            };
+            for i in self.insns.get(pred.first..pred.end)? {
+                s.step(i, env, &mut info);
+            }
+            if let Some((z, reg, at)) = pred.zero
+                && z == b
+            {
+                s.know_zero(reg, at);
+            }
+            paths.push(s);
+        }
+        for s in &mut paths {
+            for i in self.insns.get(block.first..k)? {
+                s.step(i, env, &mut info);
+            }
+        }
+        (paths.len() >= 2).then_some(paths)
     }
 
     /// The start of the block of instruction `rva`.

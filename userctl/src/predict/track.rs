@@ -15,7 +15,9 @@
 //! be copies of it (`mov rax, rsp`, `lea rbp, [rsp+20h]`). Offsets are from
 //! rsp where the analysis started; where paths disagree on rsp, or after an
 //! x86 call (the callee may pop its arguments), the stack is re-anchored: a
-//! fresh base ([`anchor`]) with nothing known on it. Two assumptions of the
+//! fresh base ([`anchor`]) with nothing known on it. A frame pointer (x86's
+//! `ebp`) keeps pointing into the old base, where its stores go, apart from
+//! the arguments pushed from the fresh one. Two assumptions of the
 //! Windows ABIs, both kept by compiler output: a call preserves the
 //! non-volatile registers and clobbers the others and the stack below the
 //! caller's frame; and the outgoing argument area is only written to set up
@@ -339,8 +341,14 @@ impl State {
             }
             changed |= self.stack.meet(&o.stack, block);
         } else {
-            // The paths disagree on rsp: start the stack afresh here.
-            self.alias = [None; 16];
+            // The paths disagree on rsp: start the stack afresh here. A
+            // frame pointer both paths agree on (x86's ebp after calls) is
+            // kept: it points into a base of its own.
+            for n in 0..16 {
+                if self.alias[n] != o.alias[n] {
+                    self.alias[n] = None;
+                }
+            }
             self.regs[RSP] = Known::UNKNOWN;
             self.rsp = Some(anchor(block));
             changed |= !self.stack.is_empty();

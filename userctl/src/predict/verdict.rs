@@ -225,6 +225,11 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
             {
                 return o;
             }
+            if origin == Origin::Merge(site.block_start)
+                && let Some(o) = from_paths(img, site, caller)
+            {
+                return o;
+            }
             let (reason, at) = origin_reason("it is", origin, site, img);
             Outcome {
                 verdict: Some(Verdict::Unknown),
@@ -251,9 +256,7 @@ fn choices_at(img: &mut Image<'_>, region: &Region, at: u32) -> Option<[Val; 2]>
 
 /// The outcome for a value set by a conditional move or select (`cmovne`,
 /// `csel` at `at`, in `region`) for `site`'s checked argument: each of the
-/// two values judged as a value of its own (a constant, known bits, the
-/// driver's globals); one verdict when both agree, clean on Windows 8 and
-/// later when that is what one of them is.
+/// two values judged ([`from_alternatives`]).
 pub fn from_choice(
     img: &mut Image<'_>,
     site: &RawSite,
@@ -261,16 +264,61 @@ pub fn from_choice(
     at: u32,
     caller: u64,
 ) -> Option<Outcome> {
-    let hook = site.hook;
-    let (checked, _, name) = checked_argument(&hook.rule)?;
-    let width = mask_of(checked.width);
+    let (_, _, name) = checked_argument(&site.hook.rule)?;
     let choices = choices_at(img, region, at)?;
     let text = instruction_text(img, at).unwrap_or_default();
+    let what = format!("{name} is chosen by `{text}` at {at:#x} between");
+    from_alternatives(img, site, &choices, &what, at, caller)
+}
+
+/// The outcome for the checked argument when the paths into the call's own
+/// block disagree on it: the value along each path, judged
+/// ([`from_alternatives`]). x86 and x64 only.
+fn from_paths(img: &mut Image<'_>, site: &RawSite, caller: u64) -> Option<Outcome> {
+    if img.arm.is_some() {
+        return None;
+    }
+    let (checked, _, name) = checked_argument(&site.hook.rule)?;
+    let n = usize::from(checked.index);
+    let tail = site.via == super::Via::TailJump;
+    let flow = img.analyzed(&site.region)?;
+    let states = flow.states_before_by_path(site.rva, &img.imports)?;
+    let values: Vec<Val> = states
+        .iter()
+        .map(|s| super::sites::argument(s, Some(site.hook), n, tail).0)
+        .collect();
+    let what = format!(
+        "{name} differs between the {} paths into {:#x}:",
+        values.len(),
+        site.block_start
+    );
+    from_alternatives(img, site, &values, &what, site.block_start, caller)
+}
+
+/// Judges each of several values the checked argument may have (a
+/// constant, known bits, the driver's globals): one verdict when all agree
+/// (clean on Windows 8 and later when one of them is the driver runtime's
+/// NX default), unknown with each named when they do not. `what` starts
+/// the reason; `at` is what it is about.
+fn from_alternatives(
+    img: &mut Image<'_>,
+    site: &RawSite,
+    values: &[Val],
+    what: &str,
+    at: u32,
+    caller: u64,
+) -> Option<Outcome> {
+    let hook = site.hook;
+    let (checked, _, _) = checked_argument(&hook.rule)?;
+    let width = mask_of(checked.width);
+    if values.len() < 2 {
+        return None;
+    }
     let mut parts = Vec::new();
     let mut verdicts = Vec::new();
     let mut violation = None;
     let mut from_windows_8 = false;
-    for v in choices {
+    for &v in values {
         let (part, verdict, vio) = if let Some(x) = v.known.value(width) {
             let (verdict, vio) = judge_value(hook, &site.args, x, caller);
             (hex_named(hook, x), verdict, vio)
@@ -295,15 +343,16 @@ pub fn from_choice(
                 *k = v.known;
             }
             let (_, verdict, vio) = judge(hook, &known, caller);
-            (
+            let part = if verdict == Verdict::Unknown {
+                "a value not known".to_string()
+            } else {
                 format!(
                     "{:#x} under the mask {:#x}",
                     v.known.bits & width,
                     v.known.mask & width
-                ),
-                verdict,
-                vio,
-            )
+                )
+            };
+            (part, verdict, vio)
         };
         parts.push(part);
         violation = violation.or(vio);
@@ -314,34 +363,43 @@ pub fn from_choice(
         Verdict::Violation => "a violation",
         Verdict::Unknown => "not known",
     };
-    let chosen = format!("{name} is chosen by `{text}` at {at:#x}");
-    let (verdict, reason) = match (verdicts[0], verdicts[1]) {
-        (a, b) if a == b && a != Verdict::Unknown => {
-            let prefix = if a == Verdict::Clean && from_windows_8 {
-                "clean on Windows 8 and later: "
-            } else {
-                ""
-            };
-            (
-                a,
-                format!(
-                    "{prefix}{chosen} between {} and {}: {} either way",
-                    parts[0],
-                    parts[1],
-                    word(a)
-                ),
-            )
+    // Nothing decided on any way: the caller says why in its own words.
+    if verdicts.iter().all(|&v| v == Verdict::Unknown) {
+        return None;
+    }
+    let first = verdicts[0];
+    // Each value named once, in order.
+    let mut each: Vec<String> = Vec::new();
+    let all_agree = first != Verdict::Unknown && verdicts.iter().all(|&v| v == first);
+    for (part, v) in parts.iter().zip(&verdicts) {
+        let text = if all_agree {
+            part.clone()
+        } else {
+            format!("{part} ({})", word(*v))
+        };
+        if !each.contains(&text) {
+            each.push(text);
         }
-        (a, b) => (
-            Verdict::Unknown,
+    }
+    let (verdict, reason) = if all_agree {
+        let prefix = if first == Verdict::Clean && from_windows_8 {
+            "clean on Windows 8 and later: "
+        } else {
+            ""
+        };
+        (
+            first,
             format!(
-                "{chosen} between {} ({}) and {} ({}): not one answer",
-                parts[0],
-                word(a),
-                parts[1],
-                word(b)
+                "{prefix}{what} {}: {} either way",
+                each.join(" and "),
+                word(first)
             ),
-        ),
+        )
+    } else {
+        (
+            Verdict::Unknown,
+            format!("{what} {}: not one answer", each.join(" and ")),
+        )
     };
     Some(Outcome {
         value: None,

@@ -177,6 +177,22 @@ impl State {
                 };
                 self.put(i, r, env, info)
             }
+            Mnemonic::Inc | Mnemonic::Dec if i.op_count() == 1 => {
+                // `xor ecx, ecx` / `inc ecx`: MSVC's short way to make 1.
+                let width = State::dest_width(i);
+                let a = self.operand(i, 0, env);
+                let f = if i.mnemonic() == Mnemonic::Inc {
+                    u64::wrapping_add
+                } else {
+                    u64::wrapping_sub
+                };
+                self.put(
+                    i,
+                    Val::known(a.known.arith(Known::constant(1), width, f)),
+                    env,
+                    info,
+                )
+            }
             Mnemonic::Not if i.op_count() == 1 => {
                 let a = self.operand(i, 0, env);
                 self.put(i, Val::known(a.known.xor(Known::constant(!0))), env, info)
@@ -433,7 +449,12 @@ impl State {
         self.stack.forget(Origin::Call(at));
         self.global_stores.clear();
         if !self.wide {
+            // ebp, non-volatile, still points where it did: stores through
+            // it stay stores to the frame above esp, never to the arguments
+            // pushed from the fresh base on.
+            let frame = self.alias[RBP];
             self.alias = [None; 16];
+            self.alias[RBP] = frame;
             self.rsp = Some(anchor(at));
         }
     }
