@@ -366,14 +366,20 @@ impl Flow {
         self.insns.binary_search_by_key(&rva, |i| i.ip32()).ok()
     }
 
-    /// The state just before the instruction at `rva`, and the start of
-    /// its block; `None` if the RVA is not an instruction of the region.
-    pub fn state_before(&self, rva: u32, env: &dyn Env) -> Option<(State, u32)> {
+    /// The index of the instruction at an RVA, and of its block.
+    fn locate(&self, rva: u32) -> Option<(usize, usize)> {
         let k = self.index_of(rva)?;
         let b = self
             .blocks
             .partition_point(|b| b.first <= k)
             .checked_sub(1)?;
+        Some((k, b))
+    }
+
+    /// The state just before the instruction at `rva`, and the start of
+    /// its block; `None` if the RVA is not an instruction of the region.
+    pub fn state_before(&self, rva: u32, env: &dyn Env) -> Option<(State, u32)> {
+        let (k, b) = self.locate(rva)?;
         let block = self.blocks.get(b)?;
         let start = self.insns.get(block.first)?.ip32();
         // A block the analysis gives no state (it did not settle, or
@@ -393,11 +399,7 @@ impl Flow {
     /// its block, kept apart: one per predecessor block with a state (and
     /// the parameters, at the region's entry). `None` when fewer than two.
     pub fn states_before_by_path(&self, rva: u32, env: &dyn Env) -> Option<Vec<State>> {
-        let k = self.index_of(rva)?;
-        let b = self
-            .blocks
-            .partition_point(|b| b.first <= k)
-            .checked_sub(1)?;
+        let (k, b) = self.locate(rva)?;
         let block = self.blocks.get(b)?;
         if block.fixed {
             return None;
@@ -435,11 +437,7 @@ impl Flow {
 
     /// The start of the block of instruction `rva`.
     pub fn block_start(&self, rva: u32) -> Option<u32> {
-        let k = self.index_of(rva)?;
-        let b = self
-            .blocks
-            .partition_point(|b| b.first <= k)
-            .checked_sub(1)?;
+        let (_, b) = self.locate(rva)?;
         Some(self.insns.get(self.blocks.get(b)?.first)?.ip32())
     }
 }
