@@ -46,7 +46,11 @@ impl State {
     }
 
     pub(super) fn meet(&mut self, o: &State, block: u32) -> bool {
-        let before = self.clone();
+        // The meet of a state with itself is that state.
+        if self == o {
+            return false;
+        }
+        let mut changed = false;
         for n in 0..31 {
             let (a, b) = (self.regs[n].sym, o.regs[n].sym);
             let sym = if a == b {
@@ -61,22 +65,28 @@ impl State {
             let mut merged = self.regs[n].meet(o.regs[n]);
             merged.sym = sym;
             if merged != self.regs[n] || self.origin[n] != o.origin[n] {
-                self.origin[n] = if self.origin[n] == o.origin[n] {
+                let origin = if self.origin[n] == o.origin[n] {
                     self.origin[n]
                 } else {
                     Origin::Merge(block)
                 };
+                changed |= origin != self.origin[n];
+                self.origin[n] = origin;
             }
+            changed |= merged != self.regs[n];
             self.regs[n] = merged;
-            if self.addr[n] != o.addr[n] {
+            if self.addr[n] != o.addr[n] && self.addr[n].is_some() {
                 self.addr[n] = None;
+                changed = true;
             }
-            if self.slot[n] != o.slot[n] {
+            if self.slot[n] != o.slot[n] && self.slot[n].is_some() {
                 self.slot[n] = None;
+                changed = true;
             }
         }
+        let stores = self.stores.len();
         self.stores.retain(|s| o.stores.contains(s));
-        *self != before
+        changed || stores != self.stores.len()
     }
 
     /// On the path where `cbz`/`cbnz` (at `at`) found register n zero:
