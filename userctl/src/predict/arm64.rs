@@ -229,8 +229,13 @@ pub fn analyze(img: &mut Image<'_>) -> Analysis {
     // place, anywhere in the code.
     let mut thunks = Vec::new();
     let slots: HashMap<u32, usize> = img.imports.slots.iter().copied().collect();
-    for s in img.sections.clone() {
-        let insns = decode(img, s.rva, s.rva + s.bytes.len() as u32);
+    // Each section decoded once, for the thunks and every region in it.
+    let code: Vec<Vec<Insn>> = img
+        .sections
+        .iter()
+        .map(|s| decode(img, s.rva, s.rva + s.bytes.len() as u32))
+        .collect();
+    for insns in &code {
         for w in insns.windows(3) {
             let (Some(a), Some(l), Some(b)) = (&w[0].i, &w[1].i, &w[2].i) else {
                 continue;
@@ -252,16 +257,46 @@ pub fn analyze(img: &mut Image<'_>) -> Analysis {
     thunks.sort_unstable();
     img.imports.thunks = thunks;
     for region in regions {
-        analyze_region(img, &region, &mut out);
+        let (begin, end) = region.ranges[0];
+        let insns = region_insns(img, &code, begin, end);
+        analyze_region(img, &region, &insns, &mut out);
     }
     out.sites.sort_by_key(|s| s.rva);
     out.sites.dedup_by_key(|s| s.rva);
     out
 }
 
-fn analyze_region(img: &Image<'_>, region: &Region, out: &mut Analysis) {
-    let (begin, end) = region.ranges[0];
-    let insns = decode(img, begin, end);
+/// The instructions of `[begin, end)`: a slice of its section's, decoded
+/// once, when `begin` is on that decoding's 4-byte grid (it always is for
+/// .pdata's functions and the gaps between them); decoded anew otherwise.
+fn region_insns<'c>(
+    img: &Image<'_>,
+    code: &'c [Vec<Insn>],
+    begin: u32,
+    end: u32,
+) -> std::borrow::Cow<'c, [Insn]> {
+    let slice = img
+        .sections
+        .iter()
+        .position(|s| s.contains(begin))
+        .and_then(|k| {
+            let off = begin - img.sections.get(k)?.rva;
+            let insns = code.get(k)?;
+            if off % 4 != 0 {
+                return None;
+            }
+            let a = (off / 4) as usize;
+            let b = a + (end.saturating_sub(begin) / 4) as usize;
+            insns.get(a..b.min(insns.len()))
+        });
+    match slice {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(decode(img, begin, end)),
+    }
+}
+
+fn analyze_region(img: &Image<'_>, region: &Region, insns: &[Insn], out: &mut Analysis) {
+    let (begin, _) = region.ranges[0];
     out.decoded += insns.len() * 4;
     if insns.is_empty() {
         return;
