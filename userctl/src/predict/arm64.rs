@@ -282,7 +282,7 @@ fn region_insns<'c>(
         .and_then(|k| {
             let off = begin - img.sections.get(k)?.rva;
             let insns = code.get(k)?;
-            if off % 4 != 0 {
+            if !off.is_multiple_of(4) {
                 return None;
             }
             let a = (off / 4) as usize;
