@@ -12,7 +12,7 @@ use super::sites::{RawSite, argument};
 use super::sweep::is_near;
 use super::track::Origin;
 use super::value::{Known, Sym, Val};
-use super::verdict::{Outcome, from_choice, from_globals, global_values, judge_value};
+use super::verdict::{Outcome, from_choice, from_globals, global_values, in_words, judge_value};
 use super::{Verdict, value_name};
 use iced_x86::FlowControl;
 use serde::Serialize;
@@ -218,7 +218,7 @@ pub fn decide(
                             if opt_in {
                                 "clean on Windows 8 and later, the driver runtime's NX opt-in"
                             } else {
-                                verdict_word(verdict)
+                                in_words(verdict)
                             }
                         ));
                     }
@@ -247,7 +247,7 @@ pub fn decide(
                         if opt_in {
                             "clean on Windows 8 and later"
                         } else {
-                            verdict_word(verdict)
+                            in_words(verdict)
                         }
                     ));
                     if verdict == Verdict::Unknown {
@@ -318,13 +318,5 @@ pub fn decide(
         reason: what,
         reason_rva: Some(at),
         callers,
-    }
-}
-
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Clean => "clean",
-        Verdict::Violation => "a violation",
-        Verdict::Unknown => "not known",
     }
 }

@@ -295,6 +295,15 @@ fn from_paths(img: &mut Image<'_>, site: &RawSite, caller: u64) -> Option<Outcom
     from_alternatives(img, site, &values, &what, site.block_start, caller)
 }
 
+/// A verdict in a reason's words.
+pub fn in_words(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Clean => "clean",
+        Verdict::Violation => "a violation",
+        Verdict::Unknown => "not known",
+    }
+}
+
 /// Judges each of several values the checked argument may have (a
 /// constant, known bits, the driver's globals): one verdict when all agree
 /// (clean on Windows 8 and later when one of them is the driver runtime's
@@ -358,11 +367,6 @@ fn from_alternatives(
         violation = violation.or(vio);
         verdicts.push(verdict);
     }
-    let word = |v: Verdict| match v {
-        Verdict::Clean => "clean",
-        Verdict::Violation => "a violation",
-        Verdict::Unknown => "not known",
-    };
     // Nothing decided on any way: the caller says why in its own words.
     if verdicts.iter().all(|&v| v == Verdict::Unknown) {
         return None;
@@ -375,7 +379,7 @@ fn from_alternatives(
         let text = if all_agree {
             part.clone()
         } else {
-            format!("{part} ({})", word(*v))
+            format!("{part} ({})", in_words(*v))
         };
         if !each.contains(&text) {
             each.push(text);
@@ -392,7 +396,7 @@ fn from_alternatives(
             format!(
                 "{prefix}{what} {}: {} either way",
                 each.join(" and "),
-                word(first)
+                in_words(first)
             ),
         )
     } else {
