@@ -22,7 +22,7 @@ use super::Via;
 use super::functions::Region;
 use super::image::Image;
 use super::sites::RawSite;
-use super::track::{Env, Origin};
+use super::track::Env;
 use super::value::Val;
 use civ_engine::catalog::CATALOG;
 use std::collections::{BTreeSet, HashMap};
@@ -65,8 +65,6 @@ struct Call {
     at: u32,
     target: u32,
     args: [Val; 8],
-    /// Who last wrote each of x0-x7.
-    origins: [Origin; 8],
 }
 
 /// What the analysis of an ARM64 image found.
@@ -116,7 +114,8 @@ fn functions(img: &Image<'_>) -> Vec<(u32, u32)> {
                 u32::from_le_bytes([h[0], h[1], h[2], h[3]]) & 0x3FFFF
             };
             let len = words.checked_mul(4)?;
-            (begin != 0 && len > 0 && len <= MAX_FUNCTION_BYTES).then(|| (begin, begin + len))
+            let end = begin.checked_add(len)?;
+            (begin != 0 && len > 0 && len <= MAX_FUNCTION_BYTES).then_some((begin, end))
         })
         .collect();
     out.sort_unstable();
@@ -130,7 +129,9 @@ fn decode(img: &Image<'_>, begin: u32, end: u32) -> Vec<Insn> {
         return Vec::new();
     };
     let bytes = s.from(begin);
-    let bytes = bytes.get(..(end - begin) as usize).unwrap_or(bytes);
+    let bytes = bytes
+        .get(..end.saturating_sub(begin) as usize)
+        .unwrap_or(bytes);
     let d = InstDecoder::default();
     bytes
         .chunks_exact(4)
@@ -138,7 +139,7 @@ fn decode(img: &Image<'_>, begin: u32, end: u32) -> Vec<Insn> {
         .map(|(k, w)| {
             let mut r = U8Reader::new(w);
             Insn {
-                rva: begin + 4 * k as u32,
+                rva: begin.wrapping_add(4 * k as u32),
                 i: d.decode(&mut r).ok(),
             }
         })
@@ -182,7 +183,11 @@ fn stops(op: Opcode) -> bool {
 impl Analysis {
     /// The two values the conditional select at an RVA chooses between.
     pub fn choices(&self, rva: u32) -> Option<[Val; 2]> {
-        self.choices.iter().find(|c| c.0 == rva).map(|c| c.1)
+        let mut at = self.choices.iter().filter(|c| c.0 == rva);
+        let first = at.next()?.1;
+        // Functions whose bounds overlap (malformed .pdata) may have seen
+        // it in other states: then it is not one choice.
+        at.all(|c| c.1 == first).then_some(first)
     }
 }
 
@@ -518,14 +523,11 @@ fn record(
                     // driver's own code.
                     if i.opcode == Opcode::BL || !region.contains(t) {
                         let mut args = [Val::UNKNOWN; 8];
-                        let mut origins = [Origin::BeforeBlock; 8];
                         args.copy_from_slice(&s.regs[..8]);
-                        origins.copy_from_slice(&s.origin[..8]);
                         out.calls.push(Call {
                             at: x.rva,
                             target: t,
                             args,
-                            origins,
                         });
                     }
                     return;

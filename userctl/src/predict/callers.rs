@@ -6,11 +6,11 @@
 //! is not a direct call (its address taken: a callback, a dispatch table)
 //! means callers the scan cannot see, and the site stays unknown.
 
+use super::functions::Region;
 use super::image::Image;
 use super::refs::{self, Addressing};
 use super::sites::{RawSite, argument};
 use super::sweep::is_near;
-use super::track::Origin;
 use super::value::{Known, Sym, Val};
 use super::verdict::{Outcome, from_choice, from_globals, global_values, in_words, judge_value};
 use super::{Verdict, value_name};
@@ -34,10 +34,14 @@ pub struct CallerValue {
     pub verdict: Verdict,
 }
 
+/// What one direct caller passes: the call's RVA, the value, and the
+/// region analyzed around the call (x86 and x64).
+pub type PassedValue = (u32, Val, Option<Region>);
+
 /// What the direct callers of the function at `entry` pass as parameter
-/// `param`: (call RVA, value, who last wrote it) each; or why they cannot
-/// all be seen, and where. Found once per image.
-pub type Passed = Result<Vec<(u32, Val, Origin)>, (String, u32)>;
+/// `param`, each; or why they cannot all be seen, and where. Found once
+/// per image.
+pub type Passed = Result<Vec<PassedValue>, (String, u32)>;
 
 /// [`Passed`] for a function and parameter, from the image's cache.
 pub fn passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
@@ -147,8 +151,8 @@ fn find_passed(img: &mut Image<'_>, entry: u32, param: usize) -> Passed {
         let Some((state, _)) = flow.state_before(i.ip32(), &img.imports) else {
             continue;
         };
-        let (v, origin) = argument(&state, None, param, tail);
-        values.push((i.ip32(), v, origin));
+        let (v, _) = argument(&state, None, param, tail);
+        values.push((i.ip32(), v, Some(region.clone())));
     }
     if values.is_empty() {
         return unknown(
@@ -190,7 +194,7 @@ pub fn decide(
     // Some caller passes the driver runtime's NX default: clean only from
     // Windows 8 on.
     let mut from_windows_8 = false;
-    for (at, v, origin) in values {
+    for (at, v, region) in values {
         // The wrapper's own bits override the caller's.
         let passed = |x: u64| known.over(x) & width;
         let mut text = None;
@@ -231,12 +235,13 @@ pub fn decide(
                     }
                 }
                 // Chosen by a conditional move or select in the caller:
-                // each of the two values judged.
-                (None, _)
+                // each of the two values judged, in the caller's analysis.
+                (None, Sym::Choice { at: c, .. })
                     if known.mask & width == 0
-                        && let Origin::At(c) = origin
-                        && let Some(region) = img.region_of(c)
-                        && let Some(o) = from_choice(img, site, &region, c, caller) =>
+                        && let Some(o) = match &region {
+                            Some(r) => from_choice(img, site, r, c, caller),
+                            None => from_choice(img, site, &site.region, c, caller),
+                        } =>
                 {
                     let verdict = o.verdict.unwrap_or(Verdict::Unknown);
                     let opt_in = o.reason.starts_with("clean on Windows 8 and later");

@@ -299,9 +299,11 @@ impl Flow {
         }
         let mut budget = MAX_ROUNDS.saturating_mul(nb.max(1));
         let mut s = State::new(self.wide);
+        let mut settled = true;
         while let Some(b) = pending.pop_first() {
             budget = budget.saturating_sub(1);
             if budget == 0 {
+                settled = false;
                 break;
             }
             let Some(start) = self.ins[b].as_deref() else {
@@ -339,7 +341,7 @@ impl Flow {
                 }
             }
         }
-        if pending.is_empty() {
+        if settled {
             return;
         }
         // Did not settle: no states at all.
@@ -511,6 +513,7 @@ impl Pending {
         None
     }
 
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)
     }

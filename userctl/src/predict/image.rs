@@ -68,6 +68,9 @@ pub struct Image<'a> {
     pub decoded: usize,
     /// For an ARM64 image: its analysis (the regions above are x86's).
     pub arm: Option<super::arm64::Analysis>,
+    /// The base relocations' RVAs, sorted, once asked for (`None`: the
+    /// directory is malformed).
+    relocs: std::cell::OnceCell<Option<Vec<u32>>>,
 }
 
 impl<'a> Image<'a> {
@@ -100,6 +103,7 @@ impl<'a> Image<'a> {
             passed: HashMap::new(),
             decoded: 0,
             arm: None,
+            relocs: std::cell::OnceCell::new(),
         }
     }
 
@@ -111,6 +115,31 @@ impl<'a> Image<'a> {
     /// The name of the import whose IAT slot is at an RVA.
     pub fn import_name(&self, slot: u32) -> Option<&str> {
         self.names.get(&slot).map(String::as_str)
+    }
+
+    /// Does a base relocation (the loader rewrites up to 8 bytes at each)
+    /// touch `[rva, rva + size)`? A malformed relocation directory counts
+    /// as touching everything.
+    pub fn relocated(&self, rva: u32, size: usize) -> bool {
+        let relocs = self.relocs.get_or_init(|| {
+            let mut all = Vec::new();
+            self.pe
+                .for_each_base_relocation(|r, typ| {
+                    if typ != 0 {
+                        all.push(r);
+                    }
+                })
+                .ok()?;
+            all.sort_unstable();
+            Some(all)
+        });
+        let Some(relocs) = relocs else {
+            return true;
+        };
+        let end = rva.saturating_add(size as u32);
+        let from = rva.saturating_sub(7);
+        let i = relocs.partition_point(|&r| r < from);
+        relocs.get(i).is_some_and(|&r| r < end)
     }
 
     /// Reads 4 bytes of the image (jump tables).

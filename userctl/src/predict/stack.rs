@@ -152,7 +152,7 @@ impl Stack {
         }
         if len > 8 {
             self.forget_range(off.wrapping_add(8), len - 8, at);
-        } else if v.sym != Sym::None && len >= 4 {
+        } else if v.sym.narrowed_to(len) != Sym::None && len >= 4 {
             self.syms.insert(off, (len as u8, v.sym));
         }
     }

@@ -341,13 +341,12 @@ impl State {
             }
             changed |= self.stack.meet(&o.stack, block);
         } else {
-            // The paths disagree on rsp: start the stack afresh here. A
-            // frame pointer both paths agree on (x86's ebp after calls) is
-            // kept: it points into a base of its own.
-            for n in 0..16 {
-                if self.alias[n] != o.alias[n] {
-                    self.alias[n] = None;
-                }
+            // The paths disagree on rsp: start the stack afresh here. The
+            // pointers into the old base (x86's ebp after calls) are kept
+            // when the paths agree on every one of them: a pointer lost
+            // here could later write the frame unseen.
+            if self.alias != o.alias {
+                self.alias = [None; 16];
             }
             self.regs[RSP] = Known::UNKNOWN;
             self.rsp = Some(anchor(block));
@@ -383,7 +382,7 @@ impl State {
                 },
                 // A term is kept in 32- and 64-bit reads only.
                 sym: if reg.size() >= 4 {
-                    self.syms[n]
+                    self.syms[n].narrowed_to(reg.size())
                 } else {
                     Sym::None
                 },
@@ -403,7 +402,7 @@ impl State {
             4 => (
                 v.known.bits & 0xFFFF_FFFF,
                 v.known.mask | 0xFFFF_FFFF_0000_0000,
-                v.sym,
+                v.sym.narrowed_to(4),
             ),
             size => {
                 let (shift, m) = if is_high_byte(reg) {
@@ -617,6 +616,59 @@ mod tests {
         // point into the frame, so the stack is forgotten.
         let s = run(&[0xC7, 0x44, 0x24, 0x28, 0x10, 0, 0, 0, 0x89, 0x45, 0xF8]);
         assert_eq!(s.stack_qword(0x28).0.value(0xFF), None);
+    }
+
+    fn run32(code: &[u8]) -> State {
+        let mut s = State::new(false);
+        let mut info = InstructionInfoFactory::new();
+        let mut d = Decoder::with_ip(32, code, 0x1000, DecoderOptions::NONE);
+        for i in &mut d {
+            s.step(&i, &NoEnv, &mut info);
+        }
+        s
+    }
+
+    #[test]
+    fn x86_frame_pointers_survive_calls_and_a_rep_store_forgets_the_frame() {
+        // push ebp ; mov ebp,esp ; lea edi,[ebp-20h] ; call $+5 ;
+        // mov dword ptr [ebp-20h],200h
+        let stored = [
+            0x55, 0x8B, 0xEC, 0x8D, 0x7D, 0xE0, 0xE8, 0, 0, 0, 0, 0xC7, 0x45, 0xE0, 0x00, 0x02, 0,
+            0,
+        ];
+        // ... mov eax,[ebp-20h]: ebp still points at the frame after the
+        // call, so eax is what was stored through it.
+        let mut code = stored.to_vec();
+        code.extend([0x8B, 0x45, 0xE0]);
+        assert_eq!(run32(&code).reg(0).value(0xFFFF_FFFF), Some(0x200));
+        // ... unless `rep stosd` through edi (also still pointing at the
+        // frame) wrote over it first: then nothing is known of the frame.
+        let mut code = stored.to_vec();
+        code.extend([0xF3, 0xAB, 0x8B, 0x45, 0xE0]);
+        assert_eq!(run32(&code).reg(0).value(0xFF), None);
+    }
+
+    #[test]
+    fn a_choice_is_a_term_only_while_its_value_is_whole() {
+        // mov eax,200h ; mov edx,1 ; test r8d,r8d ; cmovne eax,edx
+        let choice = [
+            0xB8, 0x00, 0x02, 0, 0, 0xBA, 0x01, 0, 0, 0, 0x45, 0x85, 0xC0, 0x0F, 0x45, 0xC2,
+        ];
+        let s = run(&choice);
+        assert!(matches!(
+            s.reg_val(0).sym,
+            Sym::Choice {
+                at: 0x100D,
+                width: 4
+            }
+        ));
+        // ... mov ecx,eax keeps it; mov cl,al does not.
+        let mut code = choice.to_vec();
+        code.extend([0x89, 0xC1]);
+        assert!(matches!(run(&code).reg_val(RCX).sym, Sym::Choice { .. }));
+        let mut code = choice.to_vec();
+        code.extend([0x8B, 0x0B, 0x88, 0xC1]); // mov ecx,[rbx] ; mov cl,al
+        assert_eq!(run(&code).reg_val(RCX).sym, Sym::None);
     }
 
     #[test]

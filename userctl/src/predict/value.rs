@@ -166,6 +166,15 @@ pub enum Sym {
         /// Where the function starts.
         entry: u32,
     },
+    /// The value a conditional move or select (`cmovne`, `csel` at RVA
+    /// `at`, `width` bytes wide) chose, whole: kept only where the value
+    /// is kept whole, so that judging both of its values judges this one.
+    Choice {
+        /// Where the choice is made.
+        at: u32,
+        /// Its destination's width in bytes.
+        width: u8,
+    },
     /// The bitwise or of the contents of up to [`MAX_GLOBALS`] of the
     /// driver's own globals (RVAs), each read `size` bytes wide.
     Globals {
@@ -193,6 +202,15 @@ impl Sym {
         match self {
             Sym::Globals { rvas, n, .. } => rvas.get(..usize::from(*n)).unwrap_or(&[]),
             _ => &[],
+        }
+    }
+
+    /// The term of the low `bytes` of its value: a choice wider than that
+    /// is no longer the value it chose.
+    pub fn narrowed_to(self, bytes: usize) -> Sym {
+        match self {
+            Sym::Choice { width, .. } if usize::from(width) > bytes => Sym::None,
+            s => s,
         }
     }
 

@@ -215,16 +215,22 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
     }
     match val.sym {
         Sym::Globals { .. } => from_globals(img, site, val, width, caller),
+        Sym::Choice { at, .. } => {
+            let region = site.region.clone();
+            from_choice(img, site, &region, at, caller).unwrap_or_else(|| {
+                let (reason, at) = origin_reason("it is", origin, site, img);
+                Outcome {
+                    verdict: Some(Verdict::Unknown),
+                    reason,
+                    reason_rva: Some(at),
+                    ..Outcome::default()
+                }
+            })
+        }
         Sym::Param { n, entry } => {
             callers::decide(img, site, usize::from(n), entry, val.known, caller)
         }
         _ => {
-            let region = site.region.clone();
-            if let Origin::At(at) = origin
-                && let Some(o) = from_choice(img, site, &region, at, caller)
-            {
-                return o;
-            }
             if origin == Origin::Merge(site.block_start)
                 && let Some(o) = from_paths(img, site, caller)
             {

@@ -3,8 +3,6 @@
 
 use super::super::globals::{Facts, Store, VersionTest};
 use super::super::image::Image;
-use super::super::track::Origin;
-use super::super::value::Val;
 use super::{Analysis, text};
 
 impl Analysis {
@@ -119,11 +117,11 @@ impl Analysis {
                 entry,
             ));
         }
-        let values: Vec<(u32, Val, Origin)> = self
+        let values: Vec<_> = self
             .calls
             .iter()
             .filter(|c| c.target == entry)
-            .filter_map(|c| Some((c.at, *c.args.get(param)?, *c.origins.get(param)?)))
+            .filter_map(|c| Some((c.at, *c.args.get(param)?, None)))
             .collect();
         if values.is_empty() {
             return Err((

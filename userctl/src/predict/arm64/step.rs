@@ -145,7 +145,7 @@ pub(super) fn read(s: &State, op: &Operand) -> Val {
                         bits: v.known.bits & m,
                         mask: v.known.mask & m,
                     },
-                    sym: v.sym,
+                    sym: v.sym.narrowed_to(4),
                 }
             } else {
                 v
@@ -174,7 +174,7 @@ fn write(s: &mut State, d: usize, x: bool, v: Val, at: u32) {
                 bits: v.known.bits & 0xFFFF_FFFF,
                 mask: v.known.mask | 0xFFFF_FFFF_0000_0000,
             },
-            sym: v.sym,
+            sym: v.sym.narrowed_to(4),
         }
     };
     s.regs[d] = v;
@@ -420,7 +420,14 @@ pub(super) fn step(
                 if let Some((o, _)) = out.as_mut() {
                     o.choices.push((at, [n, m]));
                 }
-                s.forget(d, Origin::At(at));
+                let v = Val {
+                    known: n.known.meet(m.known),
+                    sym: Sym::Choice {
+                        at,
+                        width: width(wide) as u8,
+                    },
+                };
+                write(s, d, wide, v, at);
             }
         }
         Opcode::BL | Opcode::BLR => {
@@ -478,10 +485,12 @@ pub(super) fn step(
 }
 
 /// The value of a literal `size` bytes wide at an RVA, when nothing can
-/// change it: its section is not writable and the file holds its bytes.
+/// change it: its section is not writable, no base relocation touches it,
+/// and the file holds its bytes.
 fn literal(img: &Image<'_>, rva: u32, size: usize, signed: bool) -> Option<u64> {
     let section = img.pe.section_containing(rva)?;
-    if section.is_writable() {
+    // A pointer the loader relocates is not the file's value.
+    if section.is_writable() || img.relocated(rva, size) {
         return None;
     }
     let b = img.pe.bytes_at(rva, size, "literal").ok()?;

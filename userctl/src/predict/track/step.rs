@@ -24,6 +24,29 @@ fn immediate(i: &Instruction, op: u32) -> Option<u64> {
     }
 }
 
+/// Is it a conditional move (`cmovcc`)?
+fn is_cmov(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Cmovo
+            | Mnemonic::Cmovno
+            | Mnemonic::Cmovb
+            | Mnemonic::Cmovae
+            | Mnemonic::Cmove
+            | Mnemonic::Cmovne
+            | Mnemonic::Cmovbe
+            | Mnemonic::Cmova
+            | Mnemonic::Cmovs
+            | Mnemonic::Cmovns
+            | Mnemonic::Cmovp
+            | Mnemonic::Cmovnp
+            | Mnemonic::Cmovl
+            | Mnemonic::Cmovge
+            | Mnemonic::Cmovle
+            | Mnemonic::Cmovg
+    )
+}
+
 impl State {
     /// The value an operand reads, as far as known. A read of one of the
     /// image's own addresses is the term of that global.
@@ -51,26 +74,7 @@ impl State {
     /// src`), in the state just before it: the destination as it was, and
     /// the source. `None` for any other instruction.
     pub fn choices(&self, i: &Instruction, env: &dyn Env) -> Option<[Val; 2]> {
-        let cmov = matches!(
-            i.mnemonic(),
-            Mnemonic::Cmovo
-                | Mnemonic::Cmovno
-                | Mnemonic::Cmovb
-                | Mnemonic::Cmovae
-                | Mnemonic::Cmove
-                | Mnemonic::Cmovne
-                | Mnemonic::Cmovbe
-                | Mnemonic::Cmova
-                | Mnemonic::Cmovs
-                | Mnemonic::Cmovns
-                | Mnemonic::Cmovp
-                | Mnemonic::Cmovnp
-                | Mnemonic::Cmovl
-                | Mnemonic::Cmovge
-                | Mnemonic::Cmovle
-                | Mnemonic::Cmovg
-        );
-        if !cmov || i.op_count() != 2 || i.op0_kind() != OpKind::Register {
+        if !is_cmov(i.mnemonic()) || i.op_count() != 2 || i.op0_kind() != OpKind::Register {
             return None;
         }
         Some([self.read(i.op0_register()), self.operand(i, 1, env)])
@@ -231,6 +235,19 @@ impl State {
                     }
                     None => None,
                 }
+            }
+            m if is_cmov(m) && i.op0_kind() == OpKind::Register && i.op0_register().size() >= 4 => {
+                // Either value: the bits both share, and the choice's term.
+                self.choices(i, env).map(|[a, b]| {
+                    let v = Val {
+                        known: a.known.meet(b.known),
+                        sym: Sym::Choice {
+                            at,
+                            width: i.op0_register().size() as u8,
+                        },
+                    };
+                    self.write(i.op0_register(), v, at);
+                })
             }
             Mnemonic::Lea => self.lea(i, env),
             Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd
@@ -449,12 +466,10 @@ impl State {
         self.stack.forget(Origin::Call(at));
         self.global_stores.clear();
         if !self.wide {
-            // ebp, non-volatile, still points where it did: stores through
-            // it stay stores to the frame above esp, never to the arguments
-            // pushed from the fresh base on.
-            let frame = self.alias[RBP];
-            self.alias = [None; 16];
-            self.alias[RBP] = frame;
+            // ebx, esi, edi and ebp (non-volatile) still point where they
+            // did: stores through them stay stores to the frame above esp,
+            // apart from the arguments pushed from the fresh base on. (The
+            // volatile ones were forgotten above.)
             self.rsp = Some(anchor(at));
         }
     }
@@ -463,31 +478,18 @@ impl State {
     fn generic(&mut self, i: &Instruction, env: &dyn Env, info: &mut InstructionInfoFactory) {
         let at = i.ip32();
         let info = info.info(i);
-        for r in info.used_registers() {
-            if writes(r.access())
-                && let Some(n) = gpr(r.register())
-            {
-                if n == RSP {
-                    // push/pop-like instructions move rsp by a known amount.
-                    if i.is_stack_instruction() && i.stack_pointer_increment() != 0 {
-                        self.move_rsp(i64::from(i.stack_pointer_increment()), at);
-                        self.stack.forget(Origin::At(at));
-                    } else {
-                        self.lose_rsp(at);
-                    }
-                } else {
-                    self.forget_reg(n, Origin::At(at));
-                }
-            }
-        }
+        // Memory first, through the pointers as they were before the
+        // instruction (`rep stosd` writes through edi, then moves it).
         for m in info.used_memory() {
             if !writes(m.access()) {
                 continue;
             }
             let base = gpr(m.base());
             let size = m.memory_size().size();
+            // `rep stos`/`rep movs` write as many elements as ecx says.
+            let repeated = i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix();
             match (self.stack_base(m.base()), m.index()) {
-                (Some(b), Register::None) if size > 0 => {
+                (Some(b), Register::None) if size > 0 && !repeated => {
                     let disp = if self.wide {
                         m.displacement() as i64
                     } else {
@@ -514,6 +516,23 @@ impl State {
                     // Through a pointer: it may alias any global.
                     _ => self.global_stores.clear(),
                 },
+            }
+        }
+        for r in info.used_registers() {
+            if writes(r.access())
+                && let Some(n) = gpr(r.register())
+            {
+                if n == RSP {
+                    // push/pop-like instructions move rsp by a known amount.
+                    if i.is_stack_instruction() && i.stack_pointer_increment() != 0 {
+                        self.move_rsp(i64::from(i.stack_pointer_increment()), at);
+                        self.stack.forget(Origin::At(at));
+                    } else {
+                        self.lose_rsp(at);
+                    }
+                } else {
+                    self.forget_reg(n, Origin::At(at));
+                }
             }
         }
     }
