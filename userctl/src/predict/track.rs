@@ -15,9 +15,10 @@
 //! be copies of it (`mov rax, rsp`, `lea rbp, [rsp+20h]`). Offsets are from
 //! rsp where the analysis started; where paths disagree on rsp, or after an
 //! x86 call (the callee may pop its arguments), the stack is re-anchored: a
-//! fresh base ([`anchor`]) with nothing known on it. A frame pointer (x86's
-//! `ebp`) keeps pointing into the old base, where its stores go, apart from
-//! the arguments pushed from the fresh one. Two assumptions of the
+//! fresh base ([`anchor`]) with nothing known on it. Pointers into the frame
+//! held by non-volatile registers (x86's `ebp`, `ebx`, `esi`, `edi`) keep
+//! pointing into the old base, where their stores go, apart from the
+//! arguments pushed from the fresh one. Two assumptions of the
 //! Windows ABIs, both kept by compiler output: a call preserves the
 //! non-volatile registers and clobbers the others and the stack below the
 //! caller's frame; and the outgoing argument area is only written to set up
