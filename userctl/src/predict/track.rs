@@ -532,14 +532,19 @@ mod tests {
         }
     }
 
-    fn run(code: &[u8]) -> State {
-        let mut s = State::new(true);
+    /// The state after `code`, 64- or 32-bit, from nothing known.
+    fn run_as(bitness: u32, code: &[u8]) -> State {
+        let mut s = State::new(bitness == 64);
         let mut info = InstructionInfoFactory::new();
-        let mut d = Decoder::with_ip(64, code, 0x1000, DecoderOptions::NONE);
+        let mut d = Decoder::with_ip(bitness, code, 0x1000, DecoderOptions::NONE);
         for i in &mut d {
             s.step(&i, &NoEnv, &mut info);
         }
         s
+    }
+
+    fn run(code: &[u8]) -> State {
+        run_as(64, code)
     }
 
     const RCX: usize = 1;
@@ -619,16 +624,6 @@ mod tests {
         assert_eq!(s.stack_qword(0x28).0.value(0xFF), None);
     }
 
-    fn run32(code: &[u8]) -> State {
-        let mut s = State::new(false);
-        let mut info = InstructionInfoFactory::new();
-        let mut d = Decoder::with_ip(32, code, 0x1000, DecoderOptions::NONE);
-        for i in &mut d {
-            s.step(&i, &NoEnv, &mut info);
-        }
-        s
-    }
-
     #[test]
     fn x86_frame_pointers_survive_calls_and_a_rep_store_forgets_the_frame() {
         // push ebp ; mov ebp,esp ; lea edi,[ebp-20h] ; call $+5 ;
@@ -641,12 +636,12 @@ mod tests {
         // call, so eax is what was stored through it.
         let mut code = stored.to_vec();
         code.extend([0x8B, 0x45, 0xE0]);
-        assert_eq!(run32(&code).reg(0).value(0xFFFF_FFFF), Some(0x200));
+        assert_eq!(run_as(32, &code).reg(0).value(0xFFFF_FFFF), Some(0x200));
         // ... unless `rep stosd` through edi (also still pointing at the
         // frame) wrote over it first: then nothing is known of the frame.
         let mut code = stored.to_vec();
         code.extend([0xF3, 0xAB, 0x8B, 0x45, 0xE0]);
-        assert_eq!(run32(&code).reg(0).value(0xFF), None);
+        assert_eq!(run_as(32, &code).reg(0).value(0xFF), None);
     }
 
     #[test]

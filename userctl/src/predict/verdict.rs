@@ -217,15 +217,8 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
         Sym::Globals { .. } => from_globals(img, site, val, width, caller),
         Sym::Choice { at, .. } => {
             let region = site.region.clone();
-            from_choice(img, site, &region, at, caller).unwrap_or_else(|| {
-                let (reason, at) = origin_reason("it is", origin, site, img);
-                Outcome {
-                    verdict: Some(Verdict::Unknown),
-                    reason,
-                    reason_rva: Some(at),
-                    ..Outcome::default()
-                }
-            })
+            from_choice(img, site, &region, at, caller)
+                .unwrap_or_else(|| unknown_from(origin, site, img))
         }
         Sym::Param { n, entry } => {
             callers::decide(img, site, usize::from(n), entry, val.known, caller)
@@ -236,14 +229,19 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
             {
                 return o;
             }
-            let (reason, at) = origin_reason("it is", origin, site, img);
-            Outcome {
-                verdict: Some(Verdict::Unknown),
-                reason,
-                reason_rva: Some(at),
-                ..Outcome::default()
-            }
+            unknown_from(origin, site, img)
         }
+    }
+}
+
+/// Unknown, for what last wrote the value.
+fn unknown_from(origin: Origin, site: &RawSite, img: &Image<'_>) -> Outcome {
+    let (reason, at) = origin_reason("it is", origin, site, img);
+    Outcome {
+        verdict: Some(Verdict::Unknown),
+        reason,
+        reason_rva: Some(at),
+        ..Outcome::default()
     }
 }
 
