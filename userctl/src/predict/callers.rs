@@ -12,7 +12,10 @@ use super::refs::{self, Addressing};
 use super::sites::{RawSite, argument};
 use super::sweep::is_near;
 use super::value::{Known, Sym, Val};
-use super::verdict::{Outcome, from_choice, from_globals, global_values, in_words, judge_value};
+use super::verdict::{
+    Outcome, WINDOWS_8, from_choice, from_globals, global_values, globals_named, in_words,
+    judge_value,
+};
 use super::{Verdict, value_name};
 use iced_x86::FlowControl;
 use serde::Serialize;
@@ -211,18 +214,15 @@ pub fn decide(
                 (None, Sym::Globals { .. }) if known.mask & width == 0 => {
                     let o = from_globals(img, site, v, width, caller);
                     let verdict = o.verdict.unwrap_or(Verdict::Unknown);
-                    let globals: Vec<String> =
-                        v.sym.globals().iter().map(|g| format!("{g:#x}")).collect();
-                    let opt_in = o.reason.starts_with("clean on Windows 8 and later");
-                    from_windows_8 |= opt_in;
+                    from_windows_8 |= o.windows_8;
                     if verdict != Verdict::Unknown && o.value.is_none() {
                         text = Some(format!(
-                            "{at:#x} passes the global at {} ({})",
-                            globals.join(" and "),
-                            if opt_in {
-                                "clean on Windows 8 and later, the driver runtime's NX opt-in"
+                            "{at:#x} passes {} ({})",
+                            globals_named(v.sym),
+                            if o.windows_8 {
+                                format!("{WINDOWS_8}, the driver runtime's NX opt-in")
                             } else {
-                                in_words(verdict)
+                                in_words(verdict).to_string()
                             }
                         ));
                     }
@@ -238,19 +238,21 @@ pub fn decide(
                 // each of the two values judged, in the caller's analysis.
                 (None, Sym::Choice { at: c, .. })
                     if known.mask & width == 0
-                        && let Some(o) = match &region {
-                            Some(r) => from_choice(img, site, r, c, caller),
-                            None => from_choice(img, site, &site.region, c, caller),
-                        } =>
+                        && let Some(o) = from_choice(
+                            img,
+                            site,
+                            region.as_ref().unwrap_or(&site.region),
+                            c,
+                            caller,
+                        ) =>
                 {
                     let verdict = o.verdict.unwrap_or(Verdict::Unknown);
-                    let opt_in = o.reason.starts_with("clean on Windows 8 and later");
-                    from_windows_8 |= opt_in;
+                    from_windows_8 |= o.windows_8;
                     text = Some(format!(
                         "{at:#x} passes the value `{}` at {c:#x} chooses ({})",
                         super::verdict::instruction_text(img, c).unwrap_or_default(),
-                        if opt_in {
-                            "clean on Windows 8 and later"
+                        if o.windows_8 {
+                            WINDOWS_8
                         } else {
                             in_words(verdict)
                         }
@@ -301,12 +303,13 @@ pub fn decide(
             verdict,
         });
     }
+    let windows_8 = from_windows_8 && worst.is_none() && unknown_at.is_none();
     let what = format!(
         "{}it is parameter {} of the function at {entry:#x}; its callers: {}",
-        if from_windows_8 && worst.is_none() && unknown_at.is_none() {
-            "clean on Windows 8 and later: "
+        if windows_8 {
+            format!("{WINDOWS_8}: ")
         } else {
-            ""
+            String::new()
         },
         param + 1,
         list.join(", ")
@@ -323,5 +326,6 @@ pub fn decide(
         reason: what,
         reason_rva: Some(at),
         callers,
+        windows_8,
     }
 }

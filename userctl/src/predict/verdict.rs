@@ -43,6 +43,18 @@ pub struct Outcome {
     pub reason_rva: Option<u32>,
     /// For a wrapper: each caller's value and verdict.
     pub callers: Vec<CallerValue>,
+    /// The verdict holds from Windows 8 on (the driver runtime's NX
+    /// opt-in); the reason starts with [`WINDOWS_8`].
+    pub windows_8: bool,
+}
+
+/// How a reason says that a verdict holds from Windows 8 on.
+pub const WINDOWS_8: &str = "clean on Windows 8 and later";
+
+/// The globals a term reads, as a reason names them.
+pub fn globals_named(sym: Sym) -> String {
+    let rvas: Vec<String> = sym.globals().iter().map(|g| format!("{g:#x}")).collect();
+    format!("the global at {}", rvas.join(" and "))
 }
 
 fn hex_named(hook: &Hook, v: u64) -> String {
@@ -173,6 +185,7 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
                 _ => None,
             },
             callers: Vec::new(),
+            windows_8: false,
         };
     }
     if value.is_some() {
@@ -211,15 +224,13 @@ pub fn decide(img: &mut Image<'_>, site: &RawSite) -> Outcome {
             reason,
             reason_rva,
             callers: Vec::new(),
+            windows_8: false,
         };
     }
     match val.sym {
         Sym::Globals { .. } => from_globals(img, site, val, width, caller),
-        Sym::Choice { at, .. } => {
-            let region = site.region.clone();
-            from_choice(img, site, &region, at, caller)
-                .unwrap_or_else(|| unknown_from(origin, site, img))
-        }
+        Sym::Choice { at, .. } => from_choice(img, site, &site.region, at, caller)
+            .unwrap_or_else(|| unknown_from(origin, site, img)),
         Sym::Param { n, entry } => {
             callers::decide(img, site, usize::from(n), entry, val.known, caller)
         }
@@ -337,13 +348,11 @@ fn from_alternatives(
             (hex_named(hook, x), verdict, vio)
         } else if let Sym::Globals { .. } = v.sym {
             let o = from_globals(img, site, v, width, caller);
-            let opt_in = o.reason.starts_with("clean on Windows 8 and later");
-            from_windows_8 |= opt_in;
-            let globals: Vec<String> = v.sym.globals().iter().map(|g| format!("{g:#x}")).collect();
+            from_windows_8 |= o.windows_8;
             let part = format!(
-                "the global at {}{}",
-                globals.join(" and "),
-                if opt_in {
+                "{}{}",
+                globals_named(v.sym),
+                if o.windows_8 {
                     " (the driver runtime's NX default)"
                 } else {
                     ""
@@ -389,11 +398,12 @@ fn from_alternatives(
             each.push(text);
         }
     }
+    let windows_8 = all_agree && first == Verdict::Clean && from_windows_8;
     let (verdict, reason) = if all_agree {
-        let prefix = if first == Verdict::Clean && from_windows_8 {
-            "clean on Windows 8 and later: "
+        let prefix = if windows_8 {
+            format!("{WINDOWS_8}: ")
         } else {
-            ""
+            String::new()
         };
         (
             first,
@@ -420,6 +430,7 @@ fn from_alternatives(
         reason,
         reason_rva: Some(at),
         callers: Vec::new(),
+        windows_8,
     })
 }
 
@@ -535,6 +546,7 @@ pub fn from_globals(
             reason: format!("read from the driver's globals: {evidence}"),
             reason_rva,
             callers: Vec::new(),
+            windows_8: false,
         };
     }
     // The driver runtime's NX opt-in: with every global at its version-
@@ -561,13 +573,14 @@ pub fn from_globals(
             verdict: Some(Verdict::Clean),
             violation: None,
             reason: format!(
-                "clean on Windows 8 and later: {} there (the driver runtime's NX opt-in); \
+                "{WINDOWS_8}: {} there (the driver runtime's NX opt-in); \
                  before Windows 8 it is {}: {evidence}",
                 hex_named(hook, v),
                 before.join(" or ")
             ),
             reason_rva,
             callers: Vec::new(),
+            windows_8: true,
         };
     }
     let all: Vec<String> = judged.iter().map(|j| hex_named(hook, j.0)).collect();
