@@ -24,8 +24,9 @@ use super::image::Image;
 use super::sites::RawSite;
 use super::track::Env;
 use super::value::Val;
+use super::worklist::Pending;
 use civ_engine::catalog::CATALOG;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 mod facts;
 mod step;
 
@@ -382,7 +383,19 @@ fn analyze_region(img: &Image<'_>, region: &Region, insns: &[Insn], out: &mut An
         }
     }
     let env = &img.imports;
-    let mut pending: BTreeSet<usize> = (0..nb).filter(|&b| ins[b].is_some()).collect();
+    // Where each block's cbz/cbnz finds its register zero, once.
+    let zeros: Vec<Option<(usize, usize, bool, u32)>> = (0..nb)
+        .map(|b| {
+            let last = starts.get(b + 1).copied().unwrap_or(n) - 1;
+            let x = &insns[last];
+            zero_edge(x, b, last + 1 < n, |k| index(k).map(block_of))
+                .map(|(t, r, wide)| (t, r, wide, x.rva))
+        })
+        .collect();
+    let mut pending = Pending::new(nb);
+    for b in (0..nb).filter(|&b| ins[b].is_some()) {
+        pending.insert(b);
+    }
     let mut budget = MAX_ROUNDS.saturating_mul(nb);
     while let Some(b) = pending.pop_first() {
         budget = budget.saturating_sub(1);
@@ -396,21 +409,17 @@ fn analyze_region(img: &Image<'_>, region: &Region, insns: &[Insn], out: &mut An
         for x in &insns[starts[b]..last] {
             step(&mut s, x, img, None);
         }
-        let zero = zero_edge(&insns[last - 1], b, last < n, |k| index(k).map(block_of));
         for &t in &succs[b] {
             if fixed[t] {
                 continue;
             }
             let rva = insns[starts[t]].rva;
             // On the path where cbz/cbnz found the register zero, it is.
-            let mut zeroed = None;
-            if let Some((z, r, wide)) = zero
-                && z == t
-            {
+            let zeroed = zeros[b].filter(|z| z.0 == t).map(|(_, r, wide, at)| {
                 let mut st = s.clone();
-                st.know_zero(r, wide, insns[last - 1].rva);
-                zeroed = Some(st);
-            }
+                st.know_zero(r, wide, at);
+                st
+            });
             let from = zeroed.as_ref().unwrap_or(&s);
             let changed = match &mut ins[t] {
                 Some(st) => st.meet(from, rva),

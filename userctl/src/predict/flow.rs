@@ -16,6 +16,7 @@
 use super::functions::Region;
 use super::sweep::{self, Code, is_near};
 use super::track::{Env, State, anchor};
+use super::worklist::Pending;
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind,
     Register,
@@ -43,6 +44,16 @@ struct Block {
     /// The block ends with `test r, r` (or `cmp r, 0`) and `je`/`jne`:
     /// the successor reached when r is zero, r, and the test's RVA.
     zero: Option<(usize, Register, u32)>,
+}
+
+impl Block {
+    /// The register the test ending this block found zero on the way to
+    /// block `t`, and the test's RVA.
+    fn zero_towards(&self, t: usize) -> Option<(Register, u32)> {
+        self.zero
+            .filter(|&(z, _, _)| z == t)
+            .map(|(_, reg, at)| (reg, at))
+    }
 }
 
 /// The analysis of a region.
@@ -320,14 +331,11 @@ impl Flow {
                 }
                 let rva = self.insns[self.blocks[t].first].ip32();
                 // On the path where the tested register is zero, it is.
-                let mut zeroed = None;
-                if let Some((z, reg, at)) = block.zero
-                    && z == t
-                {
+                let zeroed = block.zero_towards(t).map(|(reg, at)| {
                     let mut r = s.clone();
                     r.know_zero(reg, at);
-                    zeroed = Some(r);
-                }
+                    r
+                });
                 let out = zeroed.as_ref().unwrap_or(&s);
                 let changed = match &mut self.ins[t] {
                     Some(x) => x.meet(out, rva),
@@ -422,9 +430,7 @@ impl Flow {
             for i in self.insns.get(pred.first..pred.end)? {
                 s.step(i, env, &mut info);
             }
-            if let Some((z, reg, at)) = pred.zero
-                && z == b
-            {
+            if let Some((reg, at)) = pred.zero_towards(b) {
                 s.know_zero(reg, at);
             }
             paths.push(s);
@@ -479,77 +485,10 @@ fn zero_test(
     Some((zero, reg, prev.ip32()))
 }
 
-/// The blocks waiting to be stepped, taken lowest first: one bit each.
-struct Pending {
-    words: Vec<u64>,
-    /// No bit is set in the words before this one.
-    low: usize,
-}
-
-impl Pending {
-    fn new(blocks: usize) -> Pending {
-        Pending {
-            words: vec![0; blocks.div_ceil(64)],
-            low: 0,
-        }
-    }
-
-    fn insert(&mut self, b: usize) {
-        if let Some(w) = self.words.get_mut(b / 64) {
-            *w |= 1 << (b % 64);
-            self.low = self.low.min(b / 64);
-        }
-    }
-
-    fn pop_first(&mut self) -> Option<usize> {
-        while let Some(w) = self.words.get_mut(self.low) {
-            if *w != 0 {
-                let bit = w.trailing_zeros() as usize;
-                *w &= *w - 1;
-                return Some(self.low * 64 + bit);
-            }
-            self.low += 1;
-        }
-        None
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.words.iter().all(|&w| w == 0)
-    }
-}
-
 /// Does instruction n start after a gap (not right after n-1)?
 fn leader_is_gap(insns: &[Instruction], n: usize) -> bool {
     match (n.checked_sub(1).and_then(|p| insns.get(p)), insns.get(n)) {
         (Some(p), Some(i)) => p.next_ip32() != i.ip32(),
         _ => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Pending;
-
-    #[test]
-    fn pending_blocks_come_out_lowest_first_and_once() {
-        let mut p = Pending::new(200);
-        assert!(p.is_empty());
-        for b in [150, 3, 64, 3, 199] {
-            p.insert(b);
-        }
-        assert_eq!(p.pop_first(), Some(3));
-        assert_eq!(p.pop_first(), Some(64));
-        // A block queued again below the last taken comes out next.
-        p.insert(10);
-        assert_eq!(p.pop_first(), Some(10));
-        assert_eq!(p.pop_first(), Some(150));
-        assert!(!p.is_empty());
-        assert_eq!(p.pop_first(), Some(199));
-        assert_eq!(p.pop_first(), None);
-        assert!(p.is_empty());
-        // Past its words: ignored, not a panic.
-        p.insert(256);
-        assert_eq!(p.pop_first(), None);
     }
 }

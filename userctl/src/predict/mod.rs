@@ -8,11 +8,13 @@
 //! [`functions`]; else one linear [`sweep`]) and [`flow`] runs a data-flow
 //! analysis over each function: [`track`] is its state and transfer
 //! function, [`stack`] the tracked stack, [`value`] the values (known bits
-//! and symbolic terms). ARM64 code has its own analysis ([`arm64`]). Then
-//! [`verdict`] judges each site: a constant as is; known bits when they
-//! decide; a value read from the driver's globals over every value they can
-//! hold ([`globals`], which recognizes the driver runtime's NX opt-in); a
-//! parameter of a wrapper over its callers' values ([`callers`]). A value
+//! and symbolic terms), [`worklist`] the order blocks are stepped in. ARM64
+//! code has its own analysis ([`arm64`]). Then [`verdict`] judges each
+//! site: a constant as is; known bits when they decide; a value read from
+//! the driver's globals over every value they can hold ([`globals`], which
+//! recognizes the driver runtime's NX opt-in); a choice (`cmovcc`, `csel`)
+//! or paths that disagree, over each value; a parameter of a wrapper over
+//! its callers' values ([`callers`]). A value
 //! that comes from anywhere else is *unknown*, never guessed, and the
 //! reason says why.
 
@@ -31,6 +33,7 @@ pub mod sweep;
 pub mod track;
 pub mod value;
 pub mod verdict;
+pub mod worklist;
 
 use crate::symbols::SourceLocation;
 use callers::CallerValue;
