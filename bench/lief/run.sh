@@ -47,32 +47,23 @@ civ() {
 # civctl is timed from outside, so its time includes process start,
 # discovery and writing the JSON; LIEF times only its loop (not the start
 # of Python nor `import lief`), which if anything favours LIEF.
-best_civ() {
-  local best="" t0 t1 s
+best_wall() {  # best_wall OUT CMD...: best wall time of CMD >OUT
+  local out=$1 best="" t0 t1 s; shift
   for _ in $(seq "$repeat"); do
-    t0=$(date +%s%N); civ "$tmp/set" >"$tmp/civ.json"; t1=$(date +%s%N)
+    t0=$(date +%s%N); "$@" >"$out"; t1=$(date +%s%N)
     s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }')
     best=$(awk -v a="$best" -v b="$s" 'BEGIN { print (a == "" || b < a) ? b : a }')
   done
   echo "$best"
 }
-civ_s=$(best_civ)
-civ1_s=$(RAYON_NUM_THREADS=1 best_civ)
+civ_s=$(best_wall "$tmp/civ.json" civ "$tmp/set")
+civ1_s=$(RAYON_NUM_THREADS=1 best_wall "$tmp/civ.json" civ "$tmp/set")
 
 # The floor: finding, reading and hashing every file on every core, and
 # nothing else (examples/hash_set.rs), timed the same way. LIEF's time over
 # this is the most any scan that hashes every file can reach here.
 (cd "$root" && cargo build --quiet --release -p civctl --example hash_set)
-best_floor() {
-  local best="" t0 t1 s
-  for _ in $(seq "$repeat"); do
-    t0=$(date +%s%N); "$root/target/release/examples/hash_set" "$tmp/set" >/dev/null; t1=$(date +%s%N)
-    s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }')
-    best=$(awk -v a="$best" -v b="$s" 'BEGIN { print (a == "" || b < a) ? b : a }')
-  done
-  echo "$best"
-}
-floor_s=$(best_floor)
+floor_s=$(best_wall /dev/null "$root/target/release/examples/hash_set" "$tmp/set")
 
 lief_s=""
 for _ in $(seq "$repeat"); do

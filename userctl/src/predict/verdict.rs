@@ -271,7 +271,7 @@ fn choices_at(img: &mut Image<'_>, region: &Region, at: u32) -> Option<[Val; 2]>
 
 /// The outcome for a value set by a conditional move or select (`cmovne`,
 /// `csel` at `at`, in `region`) for `site`'s checked argument: each of the
-/// two values judged ([`from_alternatives`]).
+/// two values judged (see `from_alternatives`).
 pub fn from_choice(
     img: &mut Image<'_>,
     site: &RawSite,
