@@ -22,6 +22,7 @@ use super::Via;
 use super::functions::Region;
 use super::image::Image;
 use super::sites::RawSite;
+use super::sweep::Code;
 use super::track::Env;
 use super::value::Val;
 use super::worklist::Pending;
@@ -126,10 +127,15 @@ fn functions(img: &Image<'_>) -> Vec<(u32, u32)> {
 
 /// Decodes `[begin, end)` of the code.
 fn decode(img: &Image<'_>, begin: u32, end: u32) -> Vec<Insn> {
-    let Some(s) = img.section_of(begin) else {
-        return Vec::new();
-    };
-    let bytes = s.from(begin);
+    match img.section_of(begin) {
+        Some(s) => decode_code(s, begin, end),
+        None => Vec::new(),
+    }
+}
+
+/// Decodes `[begin, end)` of one code section, a word at a time.
+pub fn decode_code(section: &Code<'_>, begin: u32, end: u32) -> Vec<Insn> {
+    let bytes = section.from(begin);
     let bytes = bytes
         .get(..end.saturating_sub(begin) as usize)
         .unwrap_or(bytes);

@@ -65,20 +65,12 @@ pub fn site_lines(pe: &PeImage<'_>, sections: &[Code<'_>], site: &Site, max: usi
 
 /// ARM64: one instruction per 4 bytes, from the block start to the site.
 fn a64_lines(section: &Code<'_>, site: &Site) -> Vec<String> {
-    use yaxpeax_arch::{Decoder as _, U8Reader};
-    let d = yaxpeax_arm::armv8::a64::InstDecoder::default();
-    let words = site.rva.saturating_sub(site.block_start) / 4 + 1;
-    section
-        .from(site.block_start)
-        .chunks_exact(4)
-        .take(words as usize)
-        .enumerate()
-        .map(|(k, w)| {
-            let rva = site.block_start + 4 * k as u32;
-            let text = d
-                .decode(&mut U8Reader::new(w))
-                .map_or_else(|_| "(bad)".to_string(), |i| i.to_string());
-            format!("{rva:08x}  {text}")
+    let end = site.rva.saturating_add(4);
+    super::arm64::decode_code(section, site.block_start, end)
+        .into_iter()
+        .map(|x| {
+            let text = x.i.map_or_else(|| "(bad)".to_string(), |i| i.to_string());
+            format!("{:08x}  {text}", x.rva)
         })
         .collect()
 }
